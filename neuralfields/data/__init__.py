@@ -1,0 +1,1 @@
+"""Dataset loaders (Blender, LLFF) and the embedded demo scene."""

@@ -1,0 +1,1 @@
+"""Encodings, MLPs and the fields built from them."""

@@ -1,0 +1,1 @@
+"""Linear layers behind one spec: dense, low-rank and sine low-rank."""

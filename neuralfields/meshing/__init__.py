@@ -1,0 +1,1 @@
+"""Marching cubes, mesh labels, metrics and export."""

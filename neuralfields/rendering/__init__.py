@@ -1,0 +1,1 @@
+"""Cameras, ray sampling, volume rendering and image rendering."""
