@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` (the main job on the embedded demo scene) and
+# `make test`. Both set up .venv first; set-up is idempotent and takes seconds once done.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	@# open3d's wheel links against the system libusb; install it when missing (needs root / sudo).
+	@ldconfig -p | grep -q libusb-1.0 || { \
+		echo "installing libusb-1.0-0 (needed by open3d)"; \
+		(apt-get update -qq && apt-get install -y -qq libusb-1.0-0) >/dev/null || \
+		{ echo "error: open3d needs libusb-1.0: run 'apt-get install libusb-1.0-0' as root"; exit 1; }; }
+	$(PYTHON) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+test: setup
+	$(PYTHON) -m pytest -q
+
+demo: setup
+	$(PYTHON) scripts/spectrum.py --out outputs/demo/spectrum.png
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
