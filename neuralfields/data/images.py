@@ -22,7 +22,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise NeuralFieldsError(f"image file not found: {path}")
     try:
-        pixels = iio.imread(path)
+        pixels = iio.imread(path, plugin="pillow")
     except Exception as exc:  # imageio raises many types for corrupt or unknown files
         raise NeuralFieldsError(f"cannot read image {path}: {exc}") from None
     if pixels.ndim == 2:
