@@ -39,6 +39,8 @@ class ViewSet:
     images (N,H,W,3) in [0,1], already composited on the background; alphas (N,H,W) coverage;
     camtoworlds (N,4,4) OpenGL convention; focal in pixels at this (downscaled) resolution;
     near/far ray bounds in world units; names are the frame file paths as written in the json.
+    ndc is True for forward-facing LLFF scenes: rays must go through neuralfields.data.llff.ndc_rays
+    first, and near/far (0/1) are then NDC ray parameters.
     """
 
     images: torch.Tensor
@@ -50,6 +52,7 @@ class ViewSet:
     near: float
     far: float
     names: list[str]
+    ndc: bool = False
 
     def __len__(self) -> int:
         return self.images.shape[0]
