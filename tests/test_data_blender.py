@@ -62,8 +62,7 @@ def test_image_rays_pass_through_projected_points():
     assert torch.allclose(directions.norm(dim=-1), torch.ones(height, width), atol=1e-6)
     for point, x, y in zip(world_points, u, v):
         px, py = int(np.floor(x)), int(np.floor(y))
-        if not (0 <= px < width and 0 <= py < height):
-            continue
+        assert 0 <= px < width and 0 <= py < height
         centre_dir = directions[py, px].double().numpy()
         # the ray through the exact sub-pixel position differs from the centre ray by < half a pixel
         to_point = (point - origins[py, px].double().numpy())
@@ -168,7 +167,7 @@ def test_near_far_keys_override_defaults(tmp_path):
 def test_resolve_scene_dir(tmp_path):
     (tmp_path / "lego").mkdir()
     assert resolve_scene_dir("lego", data_dir=tmp_path) == tmp_path / "lego"
-    assert resolve_scene_dir(str(tmp_path / "lego")) == tmp_path / "lego"
+    assert resolve_scene_dir(str(tmp_path / "lego"), data_dir="/elsewhere") == tmp_path / "lego"
     with pytest.raises(NeuralFieldsError, match=r"scene folder not found: .*chair; .*nerf_synthetic\.zip"):
         resolve_scene_dir("chair", data_dir=tmp_path)
 

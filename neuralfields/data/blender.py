@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,19 +62,19 @@ class ViewSet:
 def resolve_scene_dir(scene: str, data_dir: str | Path | None = None) -> Path:
     """Turn a --scene value into a scene folder.
 
-    "demo" -> the embedded demo scene (generated on first use under <data>/demo);
-    an existing folder path -> that folder; otherwise <data_dir>/<scene> when data_dir is given,
-    else <repo>/data/nerf_synthetic/<scene>. Raises NeuralFieldsError when the folder is missing.
+    "demo" -> the embedded demo scene (generated on first use under <data_dir or repo data>/demo);
+    a path (it contains "/") -> that folder; a name -> <data_dir>/<name> when data_dir is given,
+    else <repo>/data/nerf_synthetic/<name>. Raises NeuralFieldsError when the folder is missing.
     """
     if scene == "demo":
         from neuralfields.data.demo_scene import ensure_demo_scene
 
         root = Path(data_dir) / "demo" if data_dir is not None else DEFAULT_DATA_ROOT / "demo"
         return ensure_demo_scene(root)
-    if data_dir is not None:
-        scene_dir = Path(data_dir) / scene
-    elif Path(scene).is_dir():
+    if "/" in scene or os.sep in scene:
         scene_dir = Path(scene)
+    elif data_dir is not None:
+        scene_dir = Path(data_dir) / scene
     else:
         scene_dir = DEFAULT_DATA_ROOT / "nerf_synthetic" / scene
     if not scene_dir.is_dir():

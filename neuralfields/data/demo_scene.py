@@ -28,6 +28,7 @@ import torch
 import trimesh
 from tqdm import tqdm
 
+from neuralfields.data.blender import DEFAULT_DATA_ROOT
 from neuralfields.data.images import write_png
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays, look_at, orbit_camtoworlds
@@ -208,24 +209,28 @@ def _write_scene(out_dir: Path, settings: dict) -> None:
     (out_dir / STAMP_NAME).write_text(json.dumps(settings, indent=2))  # written last: marks a complete scene
 
 
-def ensure_demo_scene(root: str | Path = "data/demo", seed: int = 0, resolution: int = 100,
-                      num_train: int = 40, num_val: int = 10, num_test: int = 10) -> Path:
-    """Generate the demo scene under root (once) and return root; reuse it while the settings match.
+def _has_settings(root: Path, settings: dict) -> bool:
+    """Whether root holds a complete demo scene made with these settings."""
+    try:
+        return json.loads((root / STAMP_NAME).read_text()) == settings
+    except (OSError, json.JSONDecodeError):
+        return False
 
-    A folder from other settings is regenerated; a non-empty folder that is not a demo scene is
-    left alone (NeuralFieldsError). Generation writes to a temporary sibling, then renames.
+
+def ensure_demo_scene(root: str | Path | None = None, seed: int = 0, resolution: int = 100,
+                      num_train: int = 40, num_val: int = 10, num_test: int = 10) -> Path:
+    """Generate the demo scene under root (default <repo>/data/demo) once and return root.
+
+    It is reused while the settings match; a folder from other settings is regenerated; a non-empty
+    folder that is not a demo scene is left alone (NeuralFieldsError). Generation writes to a
+    temporary sibling folder, then renames it into place.
     """
-    root = Path(root)
+    root = DEFAULT_DATA_ROOT / "demo" if root is None else Path(root)
     settings = {"generator_version": GENERATOR_VERSION, "seed": seed, "resolution": resolution,
                 "num_train": num_train, "num_val": num_val, "num_test": num_test}
-    stamp = root / STAMP_NAME
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == settings:
-                return root
-        except json.JSONDecodeError:
-            pass  # a damaged stamp: regenerate
-    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
+    if _has_settings(root, settings):
+        return root
+    if not (root / STAMP_NAME).is_file() and root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise NeuralFieldsError(f"{root} exists and is not a demo scene folder; remove it or choose another root")
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +239,8 @@ def ensure_demo_scene(root: str | Path = "data/demo", seed: int = 0, resolution:
         raise NeuralFieldsError(f"cannot create the demo scene under {root.parent}: {exc.strerror}") from None
     try:
         _write_scene(tmp_dir, settings)
+        if _has_settings(root, settings):  # another process finished the same scene meanwhile
+            return root
         if root.exists():
             shutil.rmtree(root)
         tmp_dir.rename(root)
