@@ -10,6 +10,8 @@ alpha = hit. Cameras look at the origin from radius 4 on the upper hemisphere (r
 train/val; an even orbit for test), so the Blender near/far of 2/6 bracket the object.
 The scene is written once under `root` (transforms_{train,val,test}.json, RGBA PNGs, the
 ground-truth mesh.ply with per-part vertex colours) and reused while its parameters match.
+mesh.ply is the union of closed parts that touch and overlap (not one watertight surface): exact
+for ray hits, depths and surface distances, not for parity-based inside/outside tests.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from neuralfields.data.images import write_png
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays, look_at, orbit_camtoworlds
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 STAMP_NAME = "demo_scene.json"
 CAMERA_ANGLE_X = 0.6911112070083618  # radians, as in the NeRF synthetic scenes
 CAMERA_RADIUS = 4.0
@@ -46,7 +48,8 @@ Texture = Callable[[np.ndarray], np.ndarray]  # world points (N,3) -> blend fact
 
 
 def _checker(cell: float) -> Texture:
-    return lambda p: (np.floor(p / cell).sum(axis=-1) % 2).astype(np.float64)
+    # the quarter-cell offset keeps box faces at multiples of the cell off the checker's cell borders
+    return lambda p: (np.floor(p / cell + 0.25).sum(axis=-1) % 2).astype(np.float64)
 
 
 def _rings(period: float) -> Texture:
@@ -59,6 +62,10 @@ def _segments(count: int) -> Texture:
 
 def _bands(period: float) -> Texture:
     return lambda p: (np.sin(2 * math.pi * p[:, 2] / period) > 0).astype(np.float64)
+
+
+def _above(height: float) -> Texture:
+    return lambda p: (p[:, 2] > height).astype(np.float64)
 
 
 def _plain(p: np.ndarray) -> np.ndarray:
@@ -94,10 +101,10 @@ def _bar(start: tuple[float, float, float], end: tuple[float, float, float], thi
 def build_demo_parts() -> list[DemoPart]:
     """The parts of the demo object, in world coordinates (Z up, centred near the origin)."""
     pillar_xy = 0.5
-    pillar_top, base_top = 0.35, -0.64
+    pillar_top, pillar_bottom = 0.35, -0.68  # pillars start inside the base (top at z = -0.64)
     corners = [(sx * pillar_xy, sy * pillar_xy) for sx, sy in ((1, 1), (-1, 1), (-1, -1), (1, -1))]
     pillars = trimesh.util.concatenate([
-        trimesh.creation.cylinder(0.035, segment=[(x, y, base_top), (x, y, pillar_top)], sections=16)
+        trimesh.creation.cylinder(0.035, segment=[(x, y, pillar_bottom), (x, y, pillar_top)], sections=16)
         for x, y in corners
     ])
     frame = trimesh.util.concatenate([
@@ -119,8 +126,8 @@ def build_demo_parts() -> list[DemoPart]:
         DemoPart("frame", frame, (0.90, 0.45, 0.05), (0.90, 0.45, 0.05), _plain),
         DemoPart("cone", _translated(trimesh.creation.cone(0.2, 0.45, sections=48), (0, 0, 0.12)),
                  (0.45, 0.15, 0.60), (0.85, 0.70, 0.95), _checker(0.1)),
-        DemoPart("antenna", antenna, (0.25, 0.25, 0.25), (0.98, 0.90, 0.10), lambda p: (p[:, 2] > 0.92) * 1.0),
-        DemoPart("cube", _translated(trimesh.creation.box(extents=(0.28, 0.28, 0.28)), (0.0, -0.62, -0.5)),
+        DemoPart("antenna", antenna, (0.25, 0.25, 0.25), (0.98, 0.90, 0.10), _above(0.92)),
+        DemoPart("cube", _translated(trimesh.creation.box(extents=(0.28, 0.28, 0.28)), (0.0, -0.62, -0.51)),
                  (0.05, 0.45, 0.75), (0.95, 0.95, 0.95), _checker(0.07)),
     ]
 
