@@ -56,7 +56,7 @@ def pixel_rays(camtoworlds: torch.Tensor, pixel_x: torch.Tensor, pixel_y: torch.
     """Rays through chosen pixels of chosen views (a training batch): (origins (M,3), directions (M,3)).
 
     pixel_x, pixel_y, view_index are integer tensors of shape (M,). height and width place the
-    principal point at the image centre (the brief's signature lacked them; they are required).
+    principal point at the image centre.
     """
     camtoworlds = torch.as_tensor(camtoworlds, dtype=torch.float32)
     poses = camtoworlds[view_index]
