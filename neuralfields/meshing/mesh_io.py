@@ -47,6 +47,12 @@ class Normalization:
     def to_original(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points, dtype=np.float64) / self.scale + np.asarray(self.center)
 
+    def mesh_to_original(self, mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+        """A copy of a unit-cube mesh moved back into the original coordinates."""
+        moved = mesh.copy()
+        moved.vertices = self.to_original(mesh.vertices)
+        return moved
+
     def to_dict(self) -> dict:
         return {"center": list(self.center), "scale": self.scale}
 
