@@ -99,3 +99,18 @@ def test_layer_arguments(capsys):
         with pytest.raises(SystemExit) as info:
             parse(argv)
         assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_yaml_mapping_errors(tmp_path):
+    from neuralfields.training.runs import read_yaml_mapping
+
+    with pytest.raises(NeuralFieldsError, match="config file not found"):
+        read_yaml_mapping(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(NeuralFieldsError, match="bad.yaml is not valid YAML"):
+        read_yaml_mapping(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(NeuralFieldsError, match="must hold a mapping"):
+        read_yaml_mapping(tmp_path / "list.yaml")
+    (tmp_path / "ok.yaml").write_text("steps: 10\n")
+    assert read_yaml_mapping(tmp_path / "ok.yaml") == {"steps": 10}

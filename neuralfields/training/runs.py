@@ -57,13 +57,25 @@ def save_config(run_dir: str | Path, config: dict) -> None:
 
 
 def load_config(run_dir: str | Path) -> dict:
+    """The resolved config a run saved in its folder."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise NeuralFieldsError(f"{run_dir} is not a run folder: {path.name} is missing")
+    return read_yaml_mapping(path)
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file holding a mapping (config presets, run configs), with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeuralFieldsError(f"config file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise NeuralFieldsError(f"{path} is not valid YAML: {exc}") from None
+        raise NeuralFieldsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise NeuralFieldsError(f"{path} must hold a mapping of config keys")
+    return data
 
 
 def _write_atomic(path: Path, text: str) -> None:
