@@ -16,12 +16,14 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neuralfields.cli import add_layer_args, layer_spec_from_args, run_cli  # noqa: E402
 from neuralfields.errors import NeuralFieldsError  # noqa: E402
+from neuralfields.layers.spec import LayerSpec  # noqa: E402
 from neuralfields.training.occupancy import (  # noqa: E402
     DEFAULT_OMEGA, mesh_name, resolve_config, train_occupancy,
 )
@@ -43,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--grid-resolution", type=int, help="grid for IoU and the extracted mesh")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy 2-core machine)")
     parser.add_argument("--output-root", type=Path, default=Path("outputs"))
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     return parser.parse_args()
@@ -90,6 +93,8 @@ def merge(base: dict, overrides: dict) -> dict:
 
 def main() -> int:
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.resume:
         config = load_config(args.resume)
         run_dir, resume = args.resume, True
@@ -106,8 +111,6 @@ def main() -> int:
 
 
 def config_label(config: dict) -> str:
-    from neuralfields.layers.spec import LayerSpec
-
     return LayerSpec.parse(config["spec"]).label
 
 

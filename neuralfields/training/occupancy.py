@@ -134,6 +134,10 @@ def learning_rate(train: dict, step: int, elapsed: float) -> float:
 def train_occupancy(config: dict, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train (or resume) one occupancy run in `run_dir`; returns the metrics written to metrics.json."""
     run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NeuralFieldsError(f"run folder {run_dir} is not writable: {exc.strerror}") from None
     device = resolve_device(config["device"])
     unit_mesh, normalization, digest = prepare_mesh(config)
     config = {**config, "normalization": normalization.to_dict()}
@@ -185,7 +189,7 @@ def train_occupancy(config: dict, run_dir: str | Path, resume: bool = False, pro
     result = {
         "task": TASK, "mesh": mesh_name(config), "spec": config["spec"],
         "activation": config["model"]["activation"], "pe_freqs": config["model"]["pe_freqs"],
-        "steps": step, "train_seconds": round(elapsed, 2), "final_loss": float(loss),
+        "steps": step, "train_seconds": round(elapsed, 2), "final_loss": loss.item(),
         "device": str(device),
     }
     evaluation, mesh = evaluate_field(field, unit_mesh, config["eval"], progress=progress)

@@ -1,0 +1,130 @@
+"""Occupancy IoU / Chamfer benchmark at a fixed CPU time budget per run.
+
+    flock /tmp/neuralfields-bench.lock .venv/bin/python benchmarks/bench_occupancy.py \
+        --mesh armadillo --configs sine-k1,lowrank-k1,dense --seconds 180
+
+Each named config trains the reference occupancy network (see configs/occupancy/default.yaml)
+for `--seconds` of training time, then evaluates both IoU protocols, Chamfer-L1 and normal
+consistency. Results go to benchmarks/results/occupancy_<mesh>.json, rewritten after every
+run; entries of configs that are not re-run are kept, so subsets can be run separately.
+Run folders (meshes, checkpoints) go under outputs/bench/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from neuralfields.cli import run_cli  # noqa: E402
+from neuralfields.errors import NeuralFieldsError  # noqa: E402
+from neuralfields.training.occupancy import resolve_config, train_occupancy  # noqa: E402
+from neuralfields.training.runs import create_run_dir, write_json  # noqa: E402
+
+SHARED_MESHES = ROOT.parent / "shared" / "data" / "meshes"
+RELU_PE = {"activation": "relu", "pe_freqs": 6}
+CONFIGS: dict[str, dict] = {
+    "sine-k1": {"spec": "sine:1"},
+    "sine-k2": {"spec": "sine:2"},
+    "sine-k4": {"spec": "sine:4"},
+    "lowrank-k1": {"spec": "lowrank:1"},
+    "lowrank-k2": {"spec": "lowrank:2"},
+    "lowrank-k4": {"spec": "lowrank:4"},
+    "dense": {"spec": "dense"},
+    "relu-pe-sine-k1": {"spec": "sine:1", "model": RELU_PE},
+    "relu-pe-lowrank-k1": {"spec": "lowrank:1", "model": RELU_PE},
+    "relu-pe-dense": {"spec": "dense", "model": RELU_PE},
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mesh", default="armadillo", help="name in ../shared/data/meshes or a mesh path")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {', '.join(CONFIGS)}")
+    parser.add_argument("--seconds", type=float, default=180.0, help="training time budget per run")
+    parser.add_argument("--omega", type=float, help="omega for the sine configs (default: the trainer's 100)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on the shared 2-core machine two threads "
+                        "oversubscribe and run several times slower)")
+    parser.add_argument("--output", type=Path, help="result JSON (default benchmarks/results/occupancy_<mesh>.json)")
+    return parser.parse_args()
+
+
+def mesh_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix:
+        return path
+    return SHARED_MESHES / f"{name}.obj"
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    names = [name.strip() for name in args.configs.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown:
+        raise NeuralFieldsError(f"unknown benchmark config '{unknown[0]}' (choose from {', '.join(CONFIGS)})")
+    mesh = mesh_path(args.mesh)
+    if not mesh.is_file():
+        raise NeuralFieldsError(f"mesh file not found: {mesh}")
+    output = args.output or ROOT / "benchmarks" / "results" / f"occupancy_{mesh.stem}.json"
+    report = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
+    report.update({
+        "benchmark": "occupancy IoU/Chamfer at a fixed training-time budget",
+        "mesh": str(mesh.relative_to(ROOT.parent)) if mesh.is_relative_to(ROOT.parent) else str(mesh),
+        "seconds_per_run": args.seconds,
+        "protocols": {
+            "iou_uniform": "100k points uniform in the padded cube [-0.55, 0.55]^3 (mesh normalised to [-0.5, 0.5]^3)",
+            "iou_grid_128": "all points of a 128^3 grid spanning the padded cube",
+            "chamfer_l1": "100k surface samples per mesh, mean nearest distance averaged both ways, unit-cube units",
+            "normal_consistency": "mean |cos| of face normals of nearest surface samples, both ways",
+        },
+    })
+    for name in names:
+        overrides = {"mesh": str(mesh), **CONFIGS[name]}
+        overrides["train"] = {"steps": 10**9, "max_seconds": args.seconds}
+        if args.omega and overrides["spec"].startswith("sine"):
+            overrides["spec"] += f"@{args.omega:g}"
+        config = resolve_config(overrides)
+        run_dir = create_run_dir(ROOT / "outputs" / "bench", "occupancy", mesh.stem, name)
+        print(f"== {name}: {config['spec']} {config['model']['activation']} -> {run_dir}", flush=True)
+        load_start = os.getloadavg()
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        metrics = train_occupancy(config, run_dir, progress=True)
+        metrics.pop("layers", None)
+        report["runs"][name] = {
+            **metrics,
+            "date": started,
+            "loadavg_start": [round(x, 2) for x in load_start],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "machine": machine(),
+            "run_dir": str(run_dir.relative_to(ROOT)),
+        }
+        write_json(output, report)
+        print(json.dumps({k: metrics[k] for k in ("iou_uniform", "iou_grid_128", "chamfer_l1", "steps")
+                          if k in metrics}), flush=True)
+    print(f"results: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,78 @@
+"""Mesh export (PLY/OBJ/GLB) and scripts/export_mesh.py on trained runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from neuralfields.errors import NeuralFieldsError
+from neuralfields.meshing.marching import extract_mesh
+from neuralfields.meshing.mesh_io import EXPORT_FORMATS, export_mesh
+from neuralfields.meshing.shapes import Sphere
+from neuralfields.training.occupancy import resolve_config, train_occupancy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def coloured_sphere() -> trimesh.Trimesh:
+    sphere = Sphere(0.3)
+    return extract_mesh(
+        lambda p: -torch.from_numpy(sphere.signed_distance(p.numpy())),
+        np.array([[-0.5] * 3, [0.5] * 3]), 24, color_fn=lambda p: p + 0.5, progress=False,
+    )
+
+
+@pytest.mark.parametrize("file_format", EXPORT_FORMATS)
+def test_exported_files_load_back(tmp_path, file_format):
+    mesh = coloured_sphere()
+    path = export_mesh(mesh, tmp_path / f"sphere.{file_format}")
+    loaded = trimesh.load(path, force="mesh", process=False)
+    assert len(loaded.faces) == len(mesh.faces)
+    assert loaded.bounds == pytest.approx(mesh.bounds, abs=1e-5)
+    if file_format in ("ply", "glb"):
+        assert np.abs(loaded.visual.vertex_colors.astype(int) - mesh.visual.vertex_colors).max() <= 1
+
+
+def test_unknown_export_format_is_refused(tmp_path):
+    with pytest.raises(NeuralFieldsError, match="unsupported mesh format 'stl' \\(choose one of ply, obj, glb\\)"):
+        export_mesh(coloured_sphere(), tmp_path / "sphere.stl")
+
+
+def run_export(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export_mesh.py"), *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path):
+    mesh_file = tmp_path / "ball.obj"
+    Sphere(1.0, (0.0, 10.0, 0.0)).mesh(4).export(mesh_file)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_occupancy(resolve_config({
+            "mesh": str(mesh_file), "spec": "sine:1", "model": {"hidden_dim": 64},
+            "samples": {"num_uniform": 10_000, "num_surface": 10_000},
+            "train": {"steps": 150, "batch_size": 1024, "lr": 3e-3},
+            "eval": {"uniform_points": 5_000, "grid_resolution": 16, "surface_samples": 2_000},
+            "device": "cpu", "cache_dir": str(tmp_path / "cache"),
+        }), tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    result = run_export(str(tmp_path / "run"), "--resolution", "32", "--format", "glb")
+    assert result.returncode == 0, result.stderr
+    mesh = trimesh.load(tmp_path / "run" / "mesh_32.glb", force="mesh")
+    assert mesh.bounds == pytest.approx(np.array([[-1, 9, -1], [1, 11, 1]]), abs=0.1)
+
+
+def test_export_script_refuses_a_folder_that_is_not_a_run(tmp_path):
+    result = run_export(str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path} is not a run folder: config.yaml is missing"

@@ -1,0 +1,130 @@
+"""Occupancy training end to end on small shapes: quality, resume, NaN stop, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
+from neuralfields.fields.occupancy import OccupancyField
+from neuralfields.layers.counting import parameter_report
+from neuralfields.meshing.shapes import Sphere
+from neuralfields.training.occupancy import load_occupancy_run, resolve_config, train_occupancy
+from neuralfields.training.runs import latest_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tiny networks run far faster on one thread, above all when the 2 cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(mesh_path: Path, cache_dir: Path, **train) -> dict:
+    return resolve_config({
+        "mesh": str(mesh_path),
+        "spec": "sine:1",
+        "model": {"hidden_dim": 64},
+        "samples": {"num_uniform": 20_000, "num_surface": 20_000},
+        "train": {"steps": 200, "batch_size": 1024, "lr": 3e-3, "checkpoint_every": 100, **train},
+        "eval": {"uniform_points": 20_000, "grid_resolution": 32, "surface_samples": 5_000},
+        "device": "cpu",
+        "cache_dir": str(cache_dir),
+    })
+
+
+@pytest.fixture(scope="module")
+def sphere_file(tmp_path_factory) -> Path:
+    """A sphere of radius 2 centred at (5, 0, 1): normalisation must undo the offset and scale."""
+    path = tmp_path_factory.mktemp("mesh") / "ball.ply"
+    Sphere(2.0, (5.0, 0.0, 1.0)).mesh(4).export(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(sphere_file, tmp_path_factory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("run")
+    config = tiny_config(sphere_file, run_dir.parent / "cache")
+    return run_dir, train_occupancy(config, run_dir, progress=False)
+
+
+def test_reference_model_at_rank_one_is_two_percent_of_dense():
+    report = parameter_report(OccupancyField("sine:1@100"))
+    assert report["dense_parameters"] == 3 * 256 + 256 + 2 * (256 * 256 + 256) + 257
+    assert report["percent_of_dense"] == pytest.approx(2.12, abs=0.01)
+
+
+def test_short_run_learns_a_sphere(trained_run):
+    run_dir, metrics = trained_run
+    assert metrics["iou_uniform"] >= 0.9
+    assert metrics["iou_grid_32"] >= 0.9
+    assert metrics["chamfer_l1"] < 0.02
+    assert metrics["steps"] == 200
+    assert json.loads((run_dir / "metrics.json").read_text())["iou_uniform"] == metrics["iou_uniform"]
+
+
+def test_extracted_mesh_is_in_original_coordinates(trained_run):
+    import trimesh
+
+    mesh = trimesh.load(trained_run[0] / "mesh.ply", force="mesh")
+    expected = np.array([[3.0, -2.0, -1.0], [7.0, 2.0, 3.0]])
+    assert mesh.bounds == pytest.approx(expected, abs=0.15)
+
+
+def test_resume_continues_from_latest_checkpoint(trained_run, sphere_file):
+    run_dir, _ = trained_run
+    field, config, _ = load_occupancy_run(run_dir)
+    config["train"]["steps"] = 230
+    metrics = train_occupancy(config, run_dir, resume=True, progress=False)
+    assert metrics["steps"] == 230
+    assert latest_checkpoint(run_dir).name == "step_0000230"
+    assert metrics["iou_uniform"] >= 0.9
+
+
+def test_nan_loss_stops_with_one_line(sphere_file, tmp_path):
+    config = tiny_config(sphere_file, tmp_path / "cache", lr=float("inf"), steps=20)
+    with pytest.raises(NonFiniteLossError, match=r"^loss became nan at step \d+; no checkpoint"):
+        train_occupancy(config, tmp_path, progress=False)
+
+
+def test_time_budget_stops_training(sphere_file, tmp_path):
+    config = tiny_config(sphere_file, tmp_path / "cache", steps=10**6, max_seconds=1.0)
+    metrics = train_occupancy(config, tmp_path, progress=False)
+    assert 0 < metrics["steps"] < 10**6 and metrics["train_seconds"] < 3.0
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(NeuralFieldsError, match="unknown occupancy config key 'train.step'"):
+        resolve_config({"train": {"step": 3}})
+    with pytest.raises(NeuralFieldsError, match="occupancy config key 'spec': malformed layer spec"):
+        resolve_config({"spec": "sine"})
+    assert resolve_config({"spec": "sine:2"})["spec"] == "sine:2@100"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_occupancy.py"), *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_script_reports_missing_mesh_in_one_line(tmp_path):
+    result = run_script("--mesh", str(tmp_path / "nope.obj"), "--output-root", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: mesh file not found: {tmp_path / 'nope.obj'}"
+
+
+def test_script_rejects_bad_rank(tmp_path):
+    result = run_script("--rank", "0", "--output-root", str(tmp_path))
+    assert result.returncode == 2
+    assert "rank must be an integer >= 1, got 0" in result.stderr
