@@ -76,3 +76,32 @@ def test_export_script_refuses_a_folder_that_is_not_a_run(tmp_path):
     result = run_export(str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path} is not a run folder: config.yaml is missing"
+
+
+def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path):
+    """A small untrained NeRF run folder: the mesh lies in the scene box, colours come from the field."""
+    from neuralfields.training import nerf
+    from neuralfields.training.runs import save_checkpoint, save_config
+
+    config = nerf.merge_config(nerf.DEFAULTS, {
+        "spec": "dense", "num_layers": 2, "width": 16, "color_width": 8, "xyz_freqs": 2, "dir_freqs": 1,
+        "grid_resolution": 8, "aabb": [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], "device": "cpu",
+    })
+    torch.manual_seed(0)
+    field = nerf.build_field(config)
+    sampler = nerf.build_sampling_path(config, torch.device("cpu"))
+    save_checkpoint(tmp_path, 1, nerf.FieldWithSampler(field, sampler.estimator))
+    save_config(tmp_path, config)
+    field.eval()
+    with torch.no_grad():
+        density = field.query_density(torch.rand(4096, 3) * 2 - 1)
+    level = float(density.median())
+
+    result = run_export(str(tmp_path), "--resolution", "24", "--level", f"{level:.6f}")
+    assert result.returncode == 0, result.stderr
+    mesh = trimesh.load(tmp_path / "mesh_24.ply", force="mesh", process=False)
+    assert len(mesh.faces) > 0
+    assert np.all(np.abs(mesh.vertices) <= 1.0 + 1e-6)
+    with torch.no_grad():
+        expected = field.query_color(torch.from_numpy(np.asarray(mesh.vertices, np.float32))).numpy()
+    assert np.abs(mesh.visual.vertex_colors[:, :3] / 255.0 - expected).max() < 0.01
