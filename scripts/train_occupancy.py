@@ -25,9 +25,9 @@ from neuralfields.cli import add_layer_args, layer_spec_from_args, run_cli  # no
 from neuralfields.errors import NeuralFieldsError  # noqa: E402
 from neuralfields.layers.spec import LayerSpec  # noqa: E402
 from neuralfields.training.occupancy import (  # noqa: E402
-    DEFAULT_OMEGA, mesh_name, resolve_config, train_occupancy,
+    DEFAULT_OMEGA, load_occupancy_config, mesh_name, resolve_config, train_occupancy,
 )
-from neuralfields.training.runs import create_run_dir, load_config  # noqa: E402
+from neuralfields.training.runs import create_run_dir  # noqa: E402
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "occupancy" / "default.yaml"
 
@@ -47,7 +47,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy 2-core machine)")
     parser.add_argument("--output-root", type=Path, default=Path("outputs"))
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR (its config; --steps/--max-seconds may extend it)")
     return parser.parse_args()
 
 
@@ -81,26 +82,18 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     return overrides
 
 
-def merge(base: dict, overrides: dict) -> dict:
-    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in base.items()}
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key].update(value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def main() -> int:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
-        config = load_config(args.resume)
+        config = load_occupancy_config(args.resume)
+        more = {"steps": args.steps, "max_seconds": args.max_seconds}
+        config["train"].update({key: value for key, value in more.items() if value is not None})
         run_dir, resume = args.resume, True
     else:
         file_values = read_config_file(args.config)
-        config = resolve_config(merge(file_values, overrides_from_args(args)))
+        config = resolve_config(overrides_from_args(args), base=resolve_config(file_values))
         run_dir = create_run_dir(args.output_root, "occupancy", mesh_name(config), config_label(config))
         resume = False
     print(f"run folder: {run_dir}")

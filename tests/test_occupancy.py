@@ -128,3 +128,27 @@ def test_script_rejects_bad_rank(tmp_path):
     result = run_script("--rank", "0", "--output-root", str(tmp_path))
     assert result.returncode == 2
     assert "rank must be an integer >= 1, got 0" in result.stderr
+
+
+def test_script_trains_default_shape_into_run_folder(tmp_path):
+    config_file = tmp_path / "small.yaml"
+    config_file.write_text(
+        "samples: {num_uniform: 5000, num_surface: 5000}\n"
+        "eval: {uniform_points: 5000, grid_resolution: 24, surface_samples: 2000}\n"
+        f"cache_dir: {tmp_path / 'cache'}\n"
+    )
+    result = run_script("--config", str(config_file), "--kind", "lowrank", "--rank", "2", "--steps", "3",
+                        "--batch-size", "256", "--threads", "1", "--output-root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "occupancy" / "default-shape" / "lowrank-k2").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["spec"] == "lowrank:2" and metrics["steps"] == 3
+    assert {"iou_uniform", "iou_grid_24", "chamfer_l1", "normal_consistency", "percent_of_dense"} <= set(metrics)
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints").is_dir()
+
+
+def test_script_refuses_to_resume_a_run_of_another_kind(tmp_path):
+    (tmp_path / "config.yaml").write_text("scene: lego\n")
+    result = run_script("--resume", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path} is not an occupancy run (its config.yaml has no 'task: occupancy')"

@@ -238,9 +238,7 @@ def evaluate_field(
 
 def load_occupancy_run(run_dir: str | Path) -> tuple[OccupancyField, dict, Normalization]:
     """(field with the latest checkpoint's weights, config, normalisation) of a finished run."""
-    config = load_config(run_dir)
-    if config.get("task") != TASK:
-        raise NeuralFieldsError(f"{run_dir} is not an occupancy run (task: {config.get('task')})")
+    config = load_occupancy_config(run_dir)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise NeuralFieldsError(f"no checkpoint in {run_dir}")
@@ -248,3 +246,11 @@ def load_occupancy_run(run_dir: str | Path) -> tuple[OccupancyField, dict, Norma
     load_checkpoint(checkpoint, field)
     field.eval()
     return field, config, Normalization.from_dict(config["normalization"])
+
+
+def load_occupancy_config(run_dir: str | Path) -> dict:
+    """The saved config of an occupancy run folder (refuses other kinds of run)."""
+    config = load_config(run_dir)
+    if not isinstance(config, dict) or config.get("task") != TASK:
+        raise NeuralFieldsError(f"{run_dir} is not an occupancy run (its config.yaml has no 'task: {TASK}')")
+    return config
