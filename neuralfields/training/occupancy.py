@@ -165,7 +165,11 @@ def train_occupancy(config: dict, run_dir: str | Path, resume: bool = False, pro
 
     generator = torch.Generator(device=device).manual_seed(train["seed"] + step)
     loss = torch.tensor(float("nan"))
-    bar = tqdm(total=train["steps"], initial=step, desc=f"occupancy {config['spec']}", disable=not progress)
+    budget = f" ({train['max_seconds']:g} s budget)" if train["max_seconds"] else ""
+    bar = tqdm(
+        total=None if budget else train["steps"], initial=step, unit="step",
+        desc=f"occupancy {config['spec']}{budget}", disable=not progress,
+    )
     started = time.perf_counter() - elapsed
     while step < train["steps"] and not (train["max_seconds"] and elapsed >= train["max_seconds"]):
         for group in optimizer.param_groups:
