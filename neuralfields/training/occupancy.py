@@ -164,36 +164,42 @@ def train_occupancy(config: dict, run_dir: str | Path, resume: bool = False, pro
         elapsed = float(extra.get("train_seconds", 0.0))
 
     generator = torch.Generator(device=device).manual_seed(train["seed"] + step)
-    loss = torch.tensor(float("nan"))
+    loss = None
     budget = f" ({train['max_seconds']:g} s budget)" if train["max_seconds"] else ""
     bar = tqdm(
         total=None if budget else train["steps"], initial=step, unit="step",
         desc=f"occupancy {config['spec']}{budget}", disable=not progress,
     )
     started = time.perf_counter() - elapsed
-    while step < train["steps"] and not (train["max_seconds"] and elapsed >= train["max_seconds"]):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(train, step, elapsed)
-        batch = torch.randint(0, len(points), (train["batch_size"],), device=device, generator=generator)
-        loss = F.binary_cross_entropy_with_logits(field(points[batch]), labels[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        check_finite(loss.item(), step, run_dir)
-        elapsed = time.perf_counter() - started
-        bar.update(1)
-        if step % 25 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % train["checkpoint_every"] == 0:
-            save_checkpoint(run_dir, step, field, optimizer, {"train_seconds": elapsed})
+    try:
+        while step < train["steps"] and not (train["max_seconds"] and elapsed >= train["max_seconds"]):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(train, step, elapsed)
+            batch = torch.randint(0, len(points), (train["batch_size"],), device=device, generator=generator)
+            loss = F.binary_cross_entropy_with_logits(field(points[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            check_finite(loss.item(), step, run_dir)
+            elapsed = time.perf_counter() - started
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % train["checkpoint_every"] == 0:
+                save_checkpoint(run_dir, step, field, optimizer, {"train_seconds": elapsed})
+    except KeyboardInterrupt:
+        bar.close()
+        saved = save_checkpoint(run_dir, step, field, optimizer, {"train_seconds": elapsed})
+        print(f"interrupted: checkpoint saved in {saved}; continue with --resume {run_dir}")
+        raise
     bar.close()
     save_checkpoint(run_dir, step, field, optimizer, {"train_seconds": elapsed})
 
     result = {
         "task": TASK, "mesh": mesh_name(config), "spec": config["spec"],
         "activation": config["model"]["activation"], "pe_freqs": config["model"]["pe_freqs"],
-        "steps": step, "train_seconds": round(elapsed, 2), "final_loss": loss.item(),
+        "steps": step, "train_seconds": round(elapsed, 2), "final_loss": loss.item() if loss is not None else None,
         "device": str(device),
     }
     evaluation, mesh = evaluate_field(field, unit_mesh, config["eval"], progress=progress)
