@@ -1,0 +1,90 @@
+"""NeRF training on a tiny demo scene (24x24, small model): learning, checkpoints, resume, NaN stop."""
+
+import pytest
+import torch
+
+from neuralfields.data.blender import load_blender_split
+from neuralfields.data.demo_scene import ensure_demo_scene
+from neuralfields.errors import NonFiniteLossError
+from neuralfields.fields.radiance import RadianceField
+from neuralfields.rendering.render import render_image
+from neuralfields.training import runs
+from neuralfields.training.nerf import DEFAULTS, NerfTrainer, load_field, load_run, merge_config, train_nerf
+
+TINY = {
+    "spec": "sine:1@30", "num_layers": 3, "width": 32, "skip_layer": 2, "color_width": 16, "xyz_freqs": 4,
+    "dir_freqs": 2, "grid_resolution": 16, "grid_warmup_steps": 32, "render_step_size": 0.05,
+    "target_samples": 4096, "init_rays": 256, "max_rays": 1024, "lr": 5e-3, "lr_final": 1e-3,
+    "mixed_precision": False, "device": "cpu", "val_every": 10**6, "ckpt_every": 5, "test_views": 2,
+    "eval_chunk": 1024, "video_frames": 2, "video_fps": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory):
+    return ensure_demo_scene(tmp_path_factory.mktemp("scene") / "demo", resolution=24, num_train=12, num_val=2,
+                             num_test=2)
+
+
+def tiny_config(scene, tmp_path, **overrides):
+    return merge_config(DEFAULTS, {**TINY, "scene": str(scene), "output_root": str(tmp_path / "out"), **overrides})
+
+
+def test_short_training_raises_test_psnr(tiny_scene, tmp_path):
+    config = tiny_config(tiny_scene, tmp_path, steps=150)
+    trainer = NerfTrainer(config, load_blender_split(tiny_scene, "train"), torch.device("cpu"))
+    test_views = load_blender_split(tiny_scene, "test")
+    before = trainer.evaluate(test_views, progress=False)["psnr"]
+    while not trainer.finished():
+        trainer.train_step()
+    after = trainer.evaluate(test_views, progress=False)
+    assert trainer.step == 150
+    assert after["psnr"] > before + 4.0, (before, after["psnr"])
+    assert 0.0 < after["ssim"] <= 1.0 and len(after["per_view"]) == 2
+
+
+def test_run_folder_save_load_render_and_resume(tiny_scene, tmp_path):
+    run_dir = train_nerf(tiny_config(tiny_scene, tmp_path, steps=7))
+    metrics = runs.load_config(run_dir) and __import__("json").loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 7 and metrics["spec"] == "sine:1@30"
+    assert metrics["parameters"] < metrics["dense_parameters"] and len(metrics["test_views"]) == 2
+    assert "occupancy grid" in metrics["sampling"]
+    assert (run_dir / "test").is_dir() and any((run_dir / "test").glob("*.png"))
+    assert (run_dir / metrics["video"]).is_file()
+    assert runs.latest_checkpoint(run_dir).name == "step_0000007"
+
+    # save -> load -> render gives the identical image, grid included
+    field, path, config = load_run(run_dir)
+    views = load_blender_split(tiny_scene, "test")
+    from neuralfields.training.nerf import render_settings
+
+    first = render_image(field, path, views.camtoworlds[0], 24, 24, views.focal, render_settings(config, views))
+    again_field, again_path, _ = load_run(run_dir)
+    second = render_image(again_field, again_path, views.camtoworlds[0], 24, 24, views.focal,
+                          render_settings(config, views))
+    assert torch.equal(first["rgb"], second["rgb"])
+    assert isinstance(load_field(run_dir)[0], RadianceField)
+
+    # resume continues the step count in the same folder
+    train_nerf({"steps": 12}, resume=run_dir)
+    assert runs.latest_checkpoint(run_dir).name == "step_0000012"
+    assert __import__("json").loads((run_dir / "metrics.json").read_text())["steps"] == 12
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_scene, tmp_path, monkeypatch):
+    original = RadianceField.forward
+    calls = {"n": 0}
+
+    def poisoned(self, points, directions):
+        calls["n"] += 1
+        rgb, sigma = original(self, points, directions)
+        return (rgb * float("nan"), sigma) if calls["n"] > 6 else (rgb, sigma)
+
+    monkeypatch.setattr(RadianceField, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 6; last good checkpoint kept in .*step_0000005"):
+        train_nerf(tiny_config(tiny_scene, tmp_path, steps=20))
+    run_dir = next((tmp_path / "out").glob("*/*/*"))
+    assert runs.latest_checkpoint(run_dir).name == "step_0000005"
+    monkeypatch.setattr(RadianceField, "forward", original)
+    field, _ = load_field(run_dir)
+    assert all(torch.isfinite(p).all() for p in field.parameters())
