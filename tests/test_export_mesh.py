@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -44,14 +44,17 @@ def test_unknown_export_format_is_refused(tmp_path):
         export_mesh(coloured_sphere(), tmp_path / "sphere.stl")
 
 
-def run_export(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "export_mesh.py"), *args],
-        capture_output=True, text=True, timeout=120,
-    )
+def run_export(capsys, *args: str) -> tuple[int, str]:
+    """Run scripts/export_mesh.py in this process (as `python` would); returns (exit code, stderr)."""
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["export_mesh.py", *args])
+        with pytest.raises(SystemExit) as exited:
+            runpy.run_path(str(ROOT / "scripts" / "export_mesh.py"), run_name="__main__")
+    return exited.value.code, capsys.readouterr().err
 
 
-def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path):
+def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path, capsys):
     mesh_file = tmp_path / "ball.obj"
     Sphere(1.0, (0.0, 10.0, 0.0)).mesh(4).export(mesh_file)
     threads = torch.get_num_threads()
@@ -66,19 +69,19 @@ def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path)
         }), tmp_path / "run", progress=False)
     finally:
         torch.set_num_threads(threads)
-    result = run_export(str(tmp_path / "run"), "--resolution", "32", "--format", "glb")
-    assert result.returncode == 0, result.stderr
+    code, stderr = run_export(capsys, str(tmp_path / "run"), "--resolution", "32", "--format", "glb")
+    assert code == 0, stderr
     mesh = trimesh.load(tmp_path / "run" / "mesh_32.glb", force="mesh")
     assert mesh.bounds == pytest.approx(np.array([[-1, 9, -1], [1, 11, 1]]), abs=0.1)
 
 
-def test_export_script_refuses_a_folder_that_is_not_a_run(tmp_path):
-    result = run_export(str(tmp_path))
-    assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {tmp_path} is not a run folder: config.yaml is missing"
+def test_export_script_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    code, stderr = run_export(capsys, str(tmp_path))
+    assert code == 2
+    assert stderr.strip() == f"error: {tmp_path} is not a run folder: config.yaml is missing"
 
 
-def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path):
+def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path, capsys):
     """A small untrained NeRF run folder: the mesh lies in the scene box, colours come from the field."""
     from neuralfields.training import nerf
     from neuralfields.training.runs import save_checkpoint, save_config
@@ -97,8 +100,8 @@ def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path):
         density = field.query_density(torch.rand(4096, 3) * 2 - 1)
     level = float(density.median())
 
-    result = run_export(str(tmp_path), "--resolution", "24", "--level", f"{level:.6f}")
-    assert result.returncode == 0, result.stderr
+    code, stderr = run_export(capsys, str(tmp_path), "--resolution", "24", "--level", f"{level:.6f}")
+    assert code == 0, stderr
     mesh = trimesh.load(tmp_path / "mesh_24.ply", force="mesh", process=False)
     assert len(mesh.faces) > 0
     assert np.all(np.abs(mesh.vertices) <= 1.0 + 1e-6)
