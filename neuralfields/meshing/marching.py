@@ -22,7 +22,9 @@ from neuralfields.errors import NeuralFieldsError
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
 
 OCCUPANCY_LOGIT_LEVEL = 0.0  # logit 0 == probability 0.5
-NERF_DENSITY_LEVEL = 10.0  # volume density sigma (per unit length) treated as the surface
+NERF_DENSITY_LEVEL = 10.0
+"""NeRF density sigma (per unit length) taken as the surface: over a 5e-3 render step it gives
+alpha = 1 - exp(-0.05), i.e. clearly non-empty space. export_mesh.py --level changes it."""
 
 
 def grid_points(bounds: np.ndarray, resolution: int) -> np.ndarray:
@@ -65,6 +67,8 @@ def mesh_from_volume(volume: np.ndarray, bounds: np.ndarray, level: float) -> tr
         )
     bounds = np.asarray(bounds, dtype=np.float64)
     spacing = (bounds[1] - bounds[0]) / (np.array(volume.shape) - 1)
+    # With our (x, y, z)-indexed volumes, "ascent" winds faces so that normals point towards lower
+    # values, i.e. out of the object (tests check the volume of a sphere comes out positive).
     vertices, faces, _, _ = measure.marching_cubes(
         volume, level=level, spacing=tuple(spacing), gradient_direction="ascent"
     )
