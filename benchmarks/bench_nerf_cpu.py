@@ -68,9 +68,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/nerf_synthetic")
     parser.add_argument("--scene", default="lego")
     parser.add_argument("--budget", type=float, default=600.0, help="training seconds")
-    parser.add_argument("--eval-every", type=float, default=30.0, help="training seconds between curve points")
-    parser.add_argument("--curve-pixels", type=int, default=4096)
+    parser.add_argument("--eval-every", type=float, default=60.0, help="training seconds between curve points")
+    parser.add_argument("--curve-pixels", type=int, default=2048)
     parser.add_argument("--omega", type=float, default=NERF_DEFAULT_OMEGA)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: OpenMP threads stall badly on a shared, busy machine)")
     parser.add_argument("--lr", type=float, help="override the cpu preset's learning rate")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML",
                         help="extra config overrides for tuning, e.g. render_step_size=0.03")
@@ -80,18 +82,18 @@ def main() -> None:
     out = args.out or Path(__file__).resolve().parent / "results" / f"nerf_cpu_{args.only}.json"
 
     overrides = {**run_specs(args.omega)[args.only], "scene": args.scene, "data_dir": args.data_dir,
-                 "device": "cpu", "time_budget_s": args.budget, "steps": 10**9}
+                 "device": "cpu", "time_budget_s": args.budget, "steps": 10**9, "cpu_threads": args.threads}
     if args.lr is not None:
         overrides["lr"] = args.lr
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
     config = merge_config(load_preset("cpu"), overrides)
-    started_at = machine_info()
     scene_dir = resolve_scene_dir(args.scene, args.data_dir)
     train_views = load_blender_split(scene_dir, "train", config["downscale"], config["background"])
     test_views = load_blender_split(scene_dir, "test", config["downscale"], config["background"])
     trainer = NerfTrainer(config, train_views, torch.device("cpu"))
+    started_at = machine_info()
     print(f"{args.only}: {config['spec']}, sampling: {trainer.path.name}, budget {args.budget:.0f} s")
 
     generator = torch.Generator().manual_seed(1234)

@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="initial learning rate")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine)")
     parser.add_argument("--output", default="outputs", help="root folder for run folders (default outputs)")
     parser.add_argument("--resume", help="continue the run in this folder from its latest checkpoint")
     args = parser.parse_args()
@@ -45,6 +46,7 @@ def main() -> None:
         "scene": args.scene, "device": args.device, "output_root": args.output,
         "spec": str(layer_spec_from_args(args, default_omega=NERF_DEFAULT_OMEGA)),
         "steps": args.steps, "downscale": args.downscale, "sampler": args.sampler, "lr": args.lr, "seed": args.seed,
+        "cpu_threads": args.threads,
     }
     config = merge_config(load_preset(preset), {key: value for key, value in overrides.items() if value is not None})
     train_nerf({**config, "data_dir": args.data_dir, **time_budget})

@@ -1,5 +1,7 @@
 """NeRF training on a tiny demo scene (24x24, small model): learning, checkpoints, resume, NaN stop."""
 
+import json
+
 import pytest
 import torch
 
@@ -9,15 +11,26 @@ from neuralfields.errors import NonFiniteLossError
 from neuralfields.fields.radiance import RadianceField
 from neuralfields.rendering.render import render_image
 from neuralfields.training import runs
-from neuralfields.training.nerf import DEFAULTS, NerfTrainer, load_field, load_run, merge_config, train_nerf
+from neuralfields.training.nerf import (
+    DEFAULTS, NerfTrainer, load_field, load_run, merge_config, render_settings, train_nerf,
+)
 
 TINY = {
     "spec": "sine:1@30", "num_layers": 3, "width": 32, "skip_layer": 2, "color_width": 16, "xyz_freqs": 4,
     "dir_freqs": 2, "grid_resolution": 16, "grid_warmup_steps": 32, "render_step_size": 0.05,
     "target_samples": 4096, "init_rays": 256, "max_rays": 1024, "lr": 5e-3, "lr_final": 1e-3,
     "mixed_precision": False, "device": "cpu", "val_every": 10**6, "ckpt_every": 5, "test_views": 2,
-    "eval_chunk": 1024, "video_frames": 2, "video_fps": 2,
+    "eval_chunk": 1024, "video_frames": 2, "video_fps": 2, "cpu_threads": 1,
 }
+
+
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP threads stall on small matmuls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +58,7 @@ def test_short_training_raises_test_psnr(tiny_scene, tmp_path):
 
 def test_run_folder_save_load_render_and_resume(tiny_scene, tmp_path):
     run_dir = train_nerf(tiny_config(tiny_scene, tmp_path, steps=7))
-    metrics = runs.load_config(run_dir) and __import__("json").loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["steps"] == 7 and metrics["spec"] == "sine:1@30"
     assert metrics["parameters"] < metrics["dense_parameters"] and len(metrics["test_views"]) == 2
     assert "occupancy grid" in metrics["sampling"]
@@ -56,8 +69,6 @@ def test_run_folder_save_load_render_and_resume(tiny_scene, tmp_path):
     # save -> load -> render gives the identical image, grid included
     field, path, config = load_run(run_dir)
     views = load_blender_split(tiny_scene, "test")
-    from neuralfields.training.nerf import render_settings
-
     first = render_image(field, path, views.camtoworlds[0], 24, 24, views.focal, render_settings(config, views))
     again_field, again_path, _ = load_run(run_dir)
     second = render_image(again_field, again_path, views.camtoworlds[0], 24, 24, views.focal,
@@ -68,7 +79,7 @@ def test_run_folder_save_load_render_and_resume(tiny_scene, tmp_path):
     # resume continues the step count in the same folder
     train_nerf({"steps": 12}, resume=run_dir)
     assert runs.latest_checkpoint(run_dir).name == "step_0000012"
-    assert __import__("json").loads((run_dir / "metrics.json").read_text())["steps"] == 12
+    assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 12
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_scene, tmp_path, monkeypatch):

@@ -45,6 +45,7 @@ DEFAULTS: dict = {
     # optimisation
     "steps": 20000, "time_budget_s": None, "lr": 5e-4, "lr_final": 5e-5, "target_samples": 262144,
     "init_rays": 1024, "max_rays": 8192, "mixed_precision": True, "seed": 0, "device": "auto",
+    "cpu_threads": None,  # torch CPU threads; 1 avoids OpenMP stalls on a busy shared machine
     # outputs
     "output_root": "outputs", "val_every": 2000, "ckpt_every": 2000, "test_views": None,
     "eval_chunk": 8192, "video_frames": 60, "video_fps": 20,
@@ -118,6 +119,8 @@ class NerfTrainer:
     def __init__(self, config: dict, train_views: ViewSet, device: torch.device) -> None:
         self.config = config
         self.device = device
+        if config["cpu_threads"]:
+            torch.set_num_threads(int(config["cpu_threads"]))
         torch.manual_seed(config["seed"])
         self.field = build_field(config).to(device)
         self.path = build_sampling_path(config, device)
