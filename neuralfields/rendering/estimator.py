@@ -37,11 +37,13 @@ class CpuOccGridEstimator(nn.Module):
     as many occupied ones; occs = max(occs * decay, new); occupied = occs > min(mean, occ_thre)),
     and the same sampling: march with a fixed step through the box, keep samples whose midpoint
     lies in an occupied cell, then drop samples whose transmittance is spent (early_stop_eps)
-    or whose opacity is below alpha_thre, judged by `sigma_fn`.
+    or whose opacity is below alpha_thre, judged by `sigma_fn` -- queried `segment_steps` steps
+    at a time, only for rays still alive, which spares the density of occluded samples on CPU.
     """
 
-    def __init__(self, roi_aabb: list[float] | Tensor, resolution: int = 128) -> None:
+    def __init__(self, roi_aabb: list[float] | Tensor, resolution: int = 128, segment_steps: int = 16) -> None:
         super().__init__()
+        self.segment_steps = segment_steps
         aabb = torch.as_tensor(roi_aabb, dtype=torch.float32).reshape(6)
         self.cells_per_lvl = resolution**3
         self.register_buffer("resolution", torch.tensor([resolution] * 3, dtype=torch.int32))
@@ -98,12 +100,36 @@ class CpuOccGridEstimator(nn.Module):
 
         if sigma_fn is not None and (early_stop_eps > 0.0 or alpha_thre > 0.0) and t_starts.numel():
             alpha_thre = min(alpha_thre, self.occs.mean().item())
-            sigmas = sigma_fn(t_starts, t_ends, ray_indices)
-            keep = volume.render_visibility_from_density(
-                t_starts, t_ends, sigmas, ray_indices, n_rays, early_stop_eps, alpha_thre
-            )
+            keep = self._visible(ray_indices, step_ids, t_starts, t_ends, sigma_fn, n_rays, early_stop_eps, alpha_thre)
             ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
         return ray_indices, t_starts, t_ends
+
+    def _visible(
+        self, ray_indices: Tensor, step_ids: Tensor, t_starts: Tensor, t_ends: Tensor, sigma_fn: Callable,
+        n_rays: int, early_stop_eps: float, alpha_thre: float,
+    ) -> Tensor:
+        """nerfacc's visibility rule (transmittance >= early_stop_eps, opacity >= alpha_thre), judged
+        segment by segment along the rays: once a ray's transmittance is spent, the density of its
+        remaining samples is never queried. Same result as judging all samples at once, since
+        transmittance only falls along a ray."""
+        keep = torch.zeros_like(t_starts, dtype=torch.bool)
+        optical_depth = torch.zeros(n_rays, device=t_starts.device, dtype=t_starts.dtype)
+        last_step = int(step_ids.max().item())
+        for first in range(0, last_step + 1, self.segment_steps):
+            alive = torch.exp(-optical_depth) >= early_stop_eps
+            in_segment = (step_ids >= first) & (step_ids < first + self.segment_steps) & alive[ray_indices]
+            picked = torch.nonzero(in_segment)[:, 0]
+            if picked.numel() == 0:
+                continue
+            rays = ray_indices[picked]
+            sigma_delta = sigma_fn(t_starts[picked], t_ends[picked], rays).float() * (t_ends[picked] - t_starts[picked])
+            before = optical_depth[rays] + volume.exclusive_sum_per_ray(sigma_delta, rays, n_rays)
+            visible = torch.exp(-before) >= early_stop_eps
+            if alpha_thre > 0:
+                visible &= (1.0 - torch.exp(-sigma_delta)) >= alpha_thre
+            keep[picked] = visible
+            optical_depth.index_add_(0, rays, sigma_delta.to(optical_depth.dtype))
+        return keep
 
     @torch.no_grad()
     def update_every_n_steps(
