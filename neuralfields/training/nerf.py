@@ -48,7 +48,7 @@ DEFAULTS: dict = {
     "cpu_threads": None,  # torch CPU threads; 1 avoids OpenMP stalls on a busy shared machine
     # outputs
     "output_root": "outputs", "val_every": 2000, "ckpt_every": 2000, "test_views": None,
-    "eval_chunk": 8192, "video_frames": 60, "video_fps": 20,
+    "eval_chunk": 8192, "video_frames": 60, "video_fps": 20, "video_downscale": 1,
 }
 
 
@@ -305,9 +305,10 @@ def finish_run(trainer: NerfTrainer, run_dir: Path, scene_dir: Path, device: tor
     test_views = load_blender_split(scene_dir, "test", config["downscale"], config["background"])
     indices = evenly_spaced(len(test_views), config["test_views"])
     result = trainer.evaluate(test_views, indices, run_dir / "test")
-    frames = []
+    frames, shrink = [], int(config["video_downscale"])
     for c2w in tqdm(_orbit(test_views, config["video_frames"]), desc="orbit video", unit="frame", leave=False):
-        rgb = trainer.render_view(c2w, test_views.height, test_views.width, test_views.focal)["rgb"]
+        rgb = trainer.render_view(c2w, test_views.height // shrink, test_views.width // shrink,
+                                  test_views.focal / shrink)["rgb"]
         frames.append((rgb.numpy() * 255).round().astype("uint8"))
     video = write_video(run_dir / "orbit.mp4", frames, config["video_fps"])
     report = parameter_report(trainer.field)
