@@ -17,17 +17,15 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from neuralfields.cli import add_layer_args, layer_spec_from_args, run_cli  # noqa: E402
-from neuralfields.errors import NeuralFieldsError  # noqa: E402
 from neuralfields.layers.spec import LayerSpec  # noqa: E402
 from neuralfields.training.occupancy import (  # noqa: E402
     DEFAULT_OMEGA, load_occupancy_config, mesh_name, resolve_config, train_occupancy,
 )
-from neuralfields.training.runs import create_run_dir  # noqa: E402
+from neuralfields.training.runs import create_run_dir, read_yaml_mapping  # noqa: E402
 
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[1] / "configs" / "occupancy" / "default.yaml"
 
@@ -50,18 +48,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR (its config; --steps/--max-seconds may extend it)")
     return parser.parse_args()
-
-
-def read_config_file(path: Path) -> dict:
-    if not path.is_file():
-        raise NeuralFieldsError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise NeuralFieldsError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise NeuralFieldsError(f"{path} must hold a mapping of config keys")
-    return data
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -92,7 +78,7 @@ def main() -> int:
         config["train"].update({key: value for key, value in more.items() if value is not None})
         run_dir, resume = args.resume, True
     else:
-        file_values = read_config_file(args.config)
+        file_values = read_yaml_mapping(args.config)
         config = resolve_config(overrides_from_args(args), base=resolve_config(file_values))
         run_dir = create_run_dir(args.output_root, "occupancy", mesh_name(config), config_label(config))
         resume = False

@@ -108,6 +108,10 @@ def test_bad_config_values_are_named():
         resolve_config({"train": {"step": 3}})
     with pytest.raises(NeuralFieldsError, match="occupancy config key 'spec': malformed layer spec"):
         resolve_config({"spec": "sine"})
+    with pytest.raises(NeuralFieldsError, match=r"occupancy config key 'train.batch_size' must be a number >= 1, got 0"):
+        resolve_config({"train": {"batch_size": 0}})
+    with pytest.raises(NeuralFieldsError, match=r"occupancy config key 'eval.grid_resolution' must be a number >= 2, got 'x'"):
+        resolve_config({"eval": {"grid_resolution": "x"}})
     assert resolve_config({"spec": "sine:2"})["spec"] == "sine:2@100"
 
 

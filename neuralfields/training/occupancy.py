@@ -75,7 +75,25 @@ def resolve_config(overrides: dict | None = None, base: dict | None = None) -> d
         config["spec"] = str(LayerSpec.parse(str(config["spec"])).with_default_omega(DEFAULT_OMEGA))
     except ValueError as exc:
         raise NeuralFieldsError(f"occupancy config key 'spec': {exc}") from None
+    for (section, key), minimum in _MINIMUMS.items():
+        value = config[section][key]
+        if value is None and (section, key) == ("train", "max_seconds"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+            raise NeuralFieldsError(
+                f"occupancy config key '{section}.{key}' must be a number >= {minimum:g}, got {value!r}"
+            )
     return config
+
+
+# Smallest allowed value of each numeric config entry (positive where zero makes no sense).
+_MINIMUMS = {
+    ("model", "hidden_dim"): 1, ("model", "num_layers"): 1, ("model", "pe_freqs"): 0,
+    ("samples", "num_uniform"): 0, ("samples", "num_surface"): 1,
+    ("train", "steps"): 1, ("train", "max_seconds"): 1e-3, ("train", "batch_size"): 1,
+    ("train", "lr"): 1e-12, ("train", "lr_final_ratio"): 1e-12, ("train", "checkpoint_every"): 1,
+    ("eval", "uniform_points"): 1, ("eval", "grid_resolution"): 2, ("eval", "surface_samples"): 1,
+}
 
 
 def mesh_name(config: dict) -> str:
