@@ -40,7 +40,7 @@ def parse_args() -> argparse.Namespace:
 def occupancy_mesh(run_dir: Path, resolution: int, level: float | None):
     field, _, normalization = load_occupancy_run(run_dir)
     level = OCCUPANCY_LOGIT_LEVEL if level is None else level
-    return normalization.mesh_to_original(extract_mesh(field, PADDED_BOUNDS, resolution, level))
+    return normalization.mesh_to_original(extract_at_level(field, PADDED_BOUNDS, resolution, level))
 
 
 def nerf_mesh(run_dir: Path, config: dict, resolution: int, level: float | None):
@@ -49,7 +49,15 @@ def nerf_mesh(run_dir: Path, config: dict, resolution: int, level: float | None)
     field, config = load_field(run_dir)
     bounds = np.asarray(config["aabb"], dtype=np.float64).reshape(2, 3)
     level = NERF_DENSITY_LEVEL if level is None else level
-    return extract_mesh(field.query_density, bounds, resolution, level, color_fn=field.query_color)
+    return extract_at_level(field.query_density, bounds, resolution, level, color_fn=field.query_color)
+
+
+def extract_at_level(field_fn, bounds, resolution: int, level: float, color_fn=None):
+    """extract_mesh, with a hint to pick another --level when the field has no surface there."""
+    try:
+        return extract_mesh(field_fn, bounds, resolution, level, color_fn=color_fn)
+    except NeuralFieldsError as exc:
+        raise NeuralFieldsError(f"{exc}; pass --level inside that range") from None
 
 
 def main() -> int:
