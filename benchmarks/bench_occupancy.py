@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from machine import machine_info  # noqa: E402
 from neuralfields.cli import run_cli  # noqa: E402
 from neuralfields.errors import NeuralFieldsError  # noqa: E402
 from neuralfields.training.occupancy import resolve_config, train_occupancy  # noqa: E402
@@ -64,16 +65,6 @@ def mesh_path(name: str) -> Path:
     if path.suffix:
         return path
     return SHARED_MESHES / f"{name}.obj"
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
 
 
 def main() -> int:
@@ -116,7 +107,7 @@ def main() -> int:
             "date": started,
             "loadavg_start": [round(x, 2) for x in load_start],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-            "machine": machine(),
+            "machine": machine_info(),
             "run_dir": str(run_dir.relative_to(ROOT)),
         }
         write_json(output, report)
