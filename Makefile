@@ -24,6 +24,7 @@ test: setup
 
 demo: setup
 	$(PYTHON) scripts/spectrum.py --out outputs/demo/spectrum.png
+	$(PYTHON) scripts/train_nerf.py --scene demo --rank 1
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
