@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from neuralfields.data.blender import load_blender_split, resolve_scene_dir
-from neuralfields.data.images import write_png
+from neuralfields.media import save_png
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays, orbit_camtoworlds, pixel_rays
 
@@ -30,7 +30,7 @@ def _write_scene(scene_dir, rgba_images, split="train", poses=None, angle=ANGLE_
     (scene_dir / split).mkdir(parents=True, exist_ok=True)
     frames = []
     for i, rgba in enumerate(rgba_images):
-        write_png(scene_dir / split / f"r_{i}.png", rgba)
+        save_png(scene_dir / split / f"r_{i}.png", rgba)
         pose = _pose(i) if poses is None else poses[i]
         frames.append({"file_path": f"./{split}/r_{i}", "transform_matrix": np.asarray(pose).tolist()})
     (scene_dir / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": angle, "frames": frames}))
@@ -246,7 +246,7 @@ def test_missing_image_names_file(scene):
 
 
 def test_images_of_different_sizes(scene):
-    write_png(scene / "train" / "r_1.png", _random_rgba(8, 6, 9))
+    save_png(scene / "train" / "r_1.png", _random_rgba(8, 6, 9))
     with pytest.raises(NeuralFieldsError,
                        match=r"image .*train/r_1\.png is 6x8 but earlier images of transforms_train\.json are 8x8"):
         load_blender_split(scene, "train")

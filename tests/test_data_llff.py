@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuralfields.data.images import write_png
+from neuralfields.media import save_png
 from neuralfields.data.llff import average_pose, load_llff_scene, ndc_rays
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays
@@ -26,7 +26,7 @@ def _opengl_poses() -> np.ndarray:
 def _write_llff(scene_dir, poses, bounds, images, folder="images"):
     (scene_dir / folder).mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
-        write_png(scene_dir / folder / f"IMG_{i:03d}.png", image)
+        save_png(scene_dir / folder / f"IMG_{i:03d}.png", image)
     llff = np.concatenate([-poses[:, :3, 1:2], poses[:, :3, 0:1], poses[:, :3, 2:4]], axis=2)  # [down, right, back]
     hwf = np.broadcast_to(np.array([HEIGHT, WIDTH, FOCAL])[None, :, None], (len(poses), 3, 1))
     rows = np.concatenate([np.concatenate([llff, hwf], axis=2).reshape(len(poses), 15), bounds], axis=1)
@@ -73,7 +73,7 @@ def test_prefers_downscaled_images_folder(scene):
     scene_dir, _, _ = scene
     (scene_dir / "images_4").mkdir()
     for i in range(NUM_VIEWS):
-        write_png(scene_dir / "images_4" / f"small_{i}.png", np.full((4, 6, 3), 0.2))
+        save_png(scene_dir / "images_4" / f"small_{i}.png", np.full((4, 6, 3), 0.2))
     views = load_llff_scene(scene_dir, split="all", factor=4)
     assert views.names[0] == "small_0.png"
     assert torch.allclose(views.images, torch.full_like(views.images, 51 / 255))

@@ -31,7 +31,7 @@ import trimesh
 from tqdm import tqdm
 
 from neuralfields.data.blender import DEFAULT_DATA_ROOT
-from neuralfields.data.images import write_png
+from neuralfields.media import save_png
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays, look_at, orbit_camtoworlds
 
@@ -206,7 +206,7 @@ def _write_scene(out_dir: Path, settings: dict) -> None:
         frames = []
         for index, pose in enumerate(poses):
             rgba = render_view(scene, parts, pose, resolution, resolution, focal)
-            write_png(out_dir / split / f"r_{index}.png", rgba)
+            save_png(out_dir / split / f"r_{index}.png", rgba)
             frames.append({"file_path": f"./{split}/r_{index}", "transform_matrix": pose.tolist()})
             progress.update()
         transforms = {"camera_angle_x": CAMERA_ANGLE_X, "near": 2.0, "far": 6.0, "frames": frames}

@@ -1,4 +1,4 @@
-"""Image file helpers shared by the dataset loaders: read, area-downscale, composite, write."""
+"""Image file helpers shared by the dataset loaders: read, area-downscale, composite."""
 
 from __future__ import annotations
 
@@ -67,9 +67,3 @@ def composite(rgba: np.ndarray, background: str) -> tuple[np.ndarray, np.ndarray
     alpha = rgba[..., 3]
     rgb = rgba[..., :3] * alpha[..., None] + BACKGROUNDS[background] * (1.0 - alpha[..., None])
     return rgb.astype(np.float32), alpha
-
-
-def write_png(path: str | Path, pixels: np.ndarray) -> None:
-    """Write float pixels in [0, 1] (H, W, 3|4) as an 8-bit PNG."""
-    quantised = np.clip(np.round(pixels * 255.0), 0, 255).astype(np.uint8)
-    iio.imwrite(path, quantised, extension=".png")

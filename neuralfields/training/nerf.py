@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 from tqdm import tqdm
 
@@ -57,15 +56,7 @@ def load_preset(name_or_path: str) -> dict:
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise NeuralFieldsError(f"config file not found: {path}")
-    try:
-        overrides = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise NeuralFieldsError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(overrides, dict):
-        raise NeuralFieldsError(f"{path} must hold a mapping of config keys")
-    return merge_config(DEFAULTS, overrides, source=str(path))
+    return merge_config(DEFAULTS, runs.read_yaml_mapping(path), source=str(path))
 
 
 def merge_config(base: dict, overrides: dict, source: str = "overrides") -> dict:
