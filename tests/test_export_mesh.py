@@ -57,18 +57,13 @@ def run_export(capsys, *args: str) -> tuple[int, str]:
 def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path, capsys):
     mesh_file = tmp_path / "ball.obj"
     Sphere(1.0, (0.0, 10.0, 0.0)).mesh(4).export(mesh_file)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train_occupancy(resolve_config({
-            "mesh": str(mesh_file), "spec": "sine:1", "model": {"hidden_dim": 64},
-            "samples": {"num_uniform": 10_000, "num_surface": 10_000},
-            "train": {"steps": 150, "batch_size": 1024, "lr": 3e-3},
-            "eval": {"uniform_points": 5_000, "grid_resolution": 16, "surface_samples": 2_000},
-            "device": "cpu", "cache_dir": str(tmp_path / "cache"),
-        }), tmp_path / "run", progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    train_occupancy(resolve_config({
+        "mesh": str(mesh_file), "spec": "sine:1", "model": {"hidden_dim": 64},
+        "samples": {"num_uniform": 10_000, "num_surface": 10_000},
+        "train": {"steps": 150, "batch_size": 1024, "lr": 3e-3},
+        "eval": {"uniform_points": 5_000, "grid_resolution": 16, "surface_samples": 2_000},
+        "device": "cpu", "cache_dir": str(tmp_path / "cache"),
+    }), tmp_path / "run", progress=False)
     code, stderr = run_export(capsys, str(tmp_path / "run"), "--resolution", "32", "--format", "glb")
     assert code == 0, stderr
     mesh = trimesh.load(tmp_path / "run" / "mesh_32.glb", force="mesh")

@@ -24,15 +24,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """One torch thread: on a shared 2-core machine, OpenMP threads stall on small matmuls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory):
     return ensure_demo_scene(tmp_path_factory.mktemp("scene") / "demo", resolution=24, num_train=12, num_val=2,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
 from neuralfields.fields.occupancy import OccupancyField
@@ -19,15 +18,6 @@ from neuralfields.training.occupancy import load_occupancy_run, resolve_config, 
 from neuralfields.training.runs import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny networks run far faster on one thread, above all when the 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(mesh_path: Path, cache_dir: Path, **train) -> dict:
