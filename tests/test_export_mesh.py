@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import runpy
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,7 +13,6 @@ from neuralfields.meshing.mesh_io import EXPORT_FORMATS, export_mesh
 from neuralfields.meshing.shapes import Sphere
 from neuralfields.training.occupancy import resolve_config, train_occupancy
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def coloured_sphere() -> trimesh.Trimesh:
@@ -44,17 +39,7 @@ def test_unknown_export_format_is_refused(tmp_path):
         export_mesh(coloured_sphere(), tmp_path / "sphere.stl")
 
 
-def run_export(capsys, *args: str) -> tuple[int, str]:
-    """Run scripts/export_mesh.py in this process (as `python` would); returns (exit code, stderr)."""
-    capsys.readouterr()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["export_mesh.py", *args])
-        with pytest.raises(SystemExit) as exited:
-            runpy.run_path(str(ROOT / "scripts" / "export_mesh.py"), run_name="__main__")
-    return exited.value.code, capsys.readouterr().err
-
-
-def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path, capsys):
+def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path, run_script):
     mesh_file = tmp_path / "ball.obj"
     Sphere(1.0, (0.0, 10.0, 0.0)).mesh(4).export(mesh_file)
     train_occupancy(resolve_config({
@@ -64,19 +49,19 @@ def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path,
         "eval": {"uniform_points": 5_000, "grid_resolution": 16, "surface_samples": 2_000},
         "device": "cpu", "cache_dir": str(tmp_path / "cache"),
     }), tmp_path / "run", progress=False)
-    code, stderr = run_export(capsys, str(tmp_path / "run"), "--resolution", "32", "--format", "glb")
+    code, _, stderr = run_script("export_mesh.py", str(tmp_path / "run"), "--resolution", "32", "--format", "glb")
     assert code == 0, stderr
     mesh = trimesh.load(tmp_path / "run" / "mesh_32.glb", force="mesh")
     assert mesh.bounds == pytest.approx(np.array([[-1, 9, -1], [1, 11, 1]]), abs=0.1)
 
 
-def test_export_script_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
-    code, stderr = run_export(capsys, str(tmp_path))
+def test_export_script_refuses_a_folder_that_is_not_a_run(tmp_path, run_script):
+    code, _, stderr = run_script("export_mesh.py", str(tmp_path))
     assert code == 2
     assert stderr.strip() == f"error: {tmp_path} is not a run folder: config.yaml is missing"
 
 
-def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path, capsys):
+def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path, run_script):
     """A small untrained NeRF run folder: the mesh lies in the scene box, colours come from the field."""
     from neuralfields.training import nerf
     from neuralfields.training.runs import save_checkpoint, save_config
@@ -95,12 +80,12 @@ def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path, capsys):
         density = field.query_density(torch.rand(4096, 3) * 2 - 1)
     level = float(density.median())
 
-    code, stderr = run_export(capsys, str(tmp_path), "--resolution", "24", "--level", f"{level:.6f}")
+    code, _, stderr = run_script("export_mesh.py", str(tmp_path), "--resolution", "24", "--level", f"{level:.6f}")
     assert code == 0, stderr
     mesh = trimesh.load(tmp_path / "mesh_24.ply", force="mesh", process=False)
     assert len(mesh.faces) > 0
     assert np.all(np.abs(mesh.vertices) <= 1.0 + 1e-6)
-    code, stderr = run_export(capsys, str(tmp_path), "--resolution", "8", "--level", "1e9")
+    code, _, stderr = run_script("export_mesh.py", str(tmp_path), "--resolution", "8", "--level", "1e9")
     assert code == 2
     last_line = stderr.strip().splitlines()[-1]  # after the progress bar
     assert last_line.startswith("error: field never crosses level 1e+09 (range ")

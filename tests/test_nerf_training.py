@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from neuralfields.data.blender import load_blender_split
-from neuralfields.data.demo_scene import ensure_demo_scene
 from neuralfields.errors import NonFiniteLossError
 from neuralfields.fields.radiance import RadianceField
 from neuralfields.rendering.render import render_image
@@ -22,12 +21,6 @@ TINY = {
     "mixed_precision": False, "device": "cpu", "val_every": 10**6, "ckpt_every": 5, "test_views": 2,
     "eval_chunk": 1024, "video_frames": 2, "video_fps": 2, "cpu_threads": 1,
 }
-
-
-@pytest.fixture(scope="session")
-def tiny_scene(tmp_path_factory):
-    return ensure_demo_scene(tmp_path_factory.mktemp("scene") / "demo", resolution=24, num_train=12, num_val=2,
-                             num_test=2)
 
 
 def tiny_config(scene, tmp_path, **overrides):

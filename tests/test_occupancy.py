@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,6 @@ from neuralfields.meshing.shapes import Sphere
 from neuralfields.training.occupancy import load_occupancy_run, resolve_config, train_occupancy
 from neuralfields.training.runs import latest_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(mesh_path: Path, cache_dir: Path, **train) -> dict:
@@ -105,36 +102,26 @@ def test_bad_config_values_are_named():
     assert resolve_config({"spec": "sine:2"})["spec"] == "sine:2@100"
 
 
-def run_script(capsys, *args: str) -> tuple[int, str]:
-    """Run scripts/train_occupancy.py in this process (as `python` would); returns (exit code, stderr)."""
-    capsys.readouterr()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["train_occupancy.py", *args])
-        with pytest.raises(SystemExit) as exited:
-            runpy.run_path(str(ROOT / "scripts" / "train_occupancy.py"), run_name="__main__")
-    return exited.value.code, capsys.readouterr().err
-
-
-def test_script_reports_missing_mesh_in_one_line(tmp_path, capsys):
-    code, stderr = run_script(capsys, "--mesh", str(tmp_path / "nope.obj"), "--output-root", str(tmp_path))
+def test_script_reports_missing_mesh_in_one_line(tmp_path, run_script):
+    code, _, stderr = run_script("train_occupancy.py", "--mesh", str(tmp_path / "nope.obj"), "--output-root", str(tmp_path))
     assert code == 2
     assert stderr.strip() == f"error: mesh file not found: {tmp_path / 'nope.obj'}"
 
 
-def test_script_rejects_bad_rank(tmp_path, capsys):
-    code, stderr = run_script(capsys, "--rank", "0", "--output-root", str(tmp_path))
+def test_script_rejects_bad_rank(tmp_path, run_script):
+    code, _, stderr = run_script("train_occupancy.py", "--rank", "0", "--output-root", str(tmp_path))
     assert code == 2
     assert "rank must be an integer >= 1, got 0" in stderr
 
 
-def test_script_trains_default_shape_into_run_folder(tmp_path, capsys):
+def test_script_trains_default_shape_into_run_folder(tmp_path, run_script):
     config_file = tmp_path / "small.yaml"
     config_file.write_text(
         "samples: {num_uniform: 5000, num_surface: 5000}\n"
         "eval: {uniform_points: 5000, grid_resolution: 24, surface_samples: 2000}\n"
         f"cache_dir: {tmp_path / 'cache'}\n"
     )
-    code, stderr = run_script(capsys, "--config", str(config_file), "--kind", "lowrank", "--rank", "2", "--steps", "3",
+    code, _, stderr = run_script("train_occupancy.py", "--config", str(config_file), "--kind", "lowrank", "--rank", "2", "--steps", "3",
                         "--batch-size", "256", "--threads", "1", "--output-root", str(tmp_path))
     assert code == 0, stderr
     (run_dir,) = (tmp_path / "occupancy" / "default-shape" / "lowrank-k2").iterdir()
@@ -144,8 +131,8 @@ def test_script_trains_default_shape_into_run_folder(tmp_path, capsys):
     assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints").is_dir()
 
 
-def test_script_refuses_to_resume_a_run_of_another_kind(tmp_path, capsys):
+def test_script_refuses_to_resume_a_run_of_another_kind(tmp_path, run_script):
     (tmp_path / "config.yaml").write_text("scene: lego\n")
-    code, stderr = run_script(capsys, "--resume", str(tmp_path))
+    code, _, stderr = run_script("train_occupancy.py", "--resume", str(tmp_path))
     assert code == 2
     assert stderr.strip() == f"error: {tmp_path} is not an occupancy run (its config.yaml has no 'task: occupancy')"

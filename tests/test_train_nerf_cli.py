@@ -1,21 +1,11 @@
 """scripts/train_nerf.py end to end: a tiny run succeeds; bad inputs give one line and exit 2."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from test_nerf_training import TINY, tiny_scene  # noqa: F401  (the session fixture)
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_nerf.py"
-
-
-def run_script(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
-
+from test_nerf_training import TINY
 
 @pytest.fixture
 def tiny_preset(tmp_path):
@@ -24,8 +14,8 @@ def tiny_preset(tmp_path):
     return path
 
 
-def test_tiny_run_writes_metrics(tiny_scene, tiny_preset, tmp_path):  # noqa: F811
-    result = run_script("--scene", str(tiny_scene), "--preset", str(tiny_preset), "--rank", "2", "--omega", "30",
+def test_tiny_run_writes_metrics(tiny_scene, tiny_preset, tmp_path, run_script):
+    result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--preset", str(tiny_preset), "--rank", "2", "--omega", "30",
                         "--steps", "4", "--output", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "device: cpu; sampling: pure-torch occupancy grid 16^3" in result.stdout
@@ -42,28 +32,28 @@ def test_tiny_run_writes_metrics(tiny_scene, tiny_preset, tmp_path):  # noqa: F8
         (["--omega", "-3"], "omega must be a finite number > 0, got -3"),
     ],
 )
-def test_bad_layer_arguments(args, message):
-    result = run_script("--scene", "demo", *args)
+def test_bad_layer_arguments(args, message, run_script):
+    result = run_script("train_nerf.py", "--scene", "demo", *args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_rank_larger_than_width(tiny_scene, tmp_path):  # noqa: F811
-    result = run_script("--scene", str(tiny_scene), "--preset", "cpu", "--rank", "300", "--output", str(tmp_path))
+def test_rank_larger_than_width(tiny_scene, tmp_path, run_script):
+    result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--preset", "cpu", "--rank", "300", "--output", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == "error: rank 300 is larger than the layer width 128 allows"
 
 
-def test_unwritable_output_folder(tiny_scene, tmp_path):  # noqa: F811
+def test_unwritable_output_folder(tiny_scene, tmp_path, run_script):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    result = run_script("--scene", str(tiny_scene), "--output", str(blocker / "runs"))
+    result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--output", str(blocker / "runs"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: output folder {blocker / 'runs'}") and "not writable" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_missing_scene_folder(tmp_path):
-    result = run_script("--scene", "lego", "--data-dir", str(tmp_path))
+def test_missing_scene_folder(tmp_path, run_script):
+    result = run_script("train_nerf.py", "--scene", "lego", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: scene folder not found: {tmp_path / 'lego'}")
