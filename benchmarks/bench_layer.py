@@ -8,6 +8,7 @@ reported ratios compare runs taken under the same machine conditions.
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -74,7 +75,7 @@ def main() -> None:
         for row in result["results"]:
             print(f"{result['shape']:>18}  {row['spec']:<16} {1e3 * row['median_s']:8.1f} ms  x{row['ratio_to_dense']:.3f} dense")
     record = {"benchmark": "layer forward+backward", "omega": OMEGA, "repeats": args.repeats,
-              "machine": machine, "loadavg_end": list(__import__("os").getloadavg()), "configs": results}
+              "machine": machine, "loadavg_end": list(os.getloadavg()), "configs": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")

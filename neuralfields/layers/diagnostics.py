@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from neuralfields.layers.linear import LowRankLinear, SineLowRankLinear
 
 
 def singular_values(weight: torch.Tensor) -> torch.Tensor:
@@ -28,9 +31,6 @@ def normalised_spectra(size: int = 256, rank: int = 1, omegas=(1.0, 30.0, 100.0,
     All matrices share one U, V draw (the layers' own initialisation), so the curves differ only
     by the sine and omega: the reference paper's figure 3 idea.
     """
-    from neuralfields.layers.linear import LowRankLinear, SineLowRankLinear
-    from torch import nn
-
     torch.manual_seed(seed)
     lowrank = LowRankLinear(size, size, rank)
     spectra = {f"U V^T (rank {rank})": singular_values(lowrank.weight_matrix())}
