@@ -32,6 +32,18 @@ def test_forward_matches_formula_with_batch_dims(layer_cls):
         torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_sine_weight_keeps_full_precision_under_autocast():
+    """Autocast must not round the phase omega * U V^T to bf16: at omega 100 that would move
+    the sine by ~0.1 rad per entry."""
+    torch.manual_seed(0)
+    layer = SineLowRankLinear(256, 256, 1, omega=100.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weight = layer.weight_matrix()
+        out = layer(torch.randn(8, 256))
+    assert weight.dtype == torch.float32 and out.dtype == torch.bfloat16
+    torch.testing.assert_close(weight, explicit_weight(layer), rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("spec", ["dense", "lowrank:2", "sine:2@20"])
 def test_gradcheck_float64(spec):
     torch.manual_seed(0)

@@ -55,7 +55,8 @@ class RadianceField(nn.Module):
     def _density(raw: Tensor) -> Tensor:
         # softplus(raw - 1): smooth, never "dead" like ReLU, near-empty space at initialisation
         # (as in mip-NeRF), which lets the occupancy grid start from a clean state.
-        return F.softplus(raw[..., 0] - 1.0)
+        # Float32 from here on (also under autocast): transmittance products need the precision.
+        return F.softplus(raw[..., 0].float() - 1.0)
 
     def query_density(self, points: Tensor) -> Tensor:
         """Density sigma (N,) at points (N,3)."""
@@ -63,7 +64,8 @@ class RadianceField(nn.Module):
 
     def _color(self, features: Tensor, directions: Tensor) -> Tensor:
         encoded = self.dir_encoding(directions)
-        return torch.sigmoid(self.color_branch(torch.cat([self.feature(features), encoded], dim=-1)))
+        features = self.feature(features)
+        return torch.sigmoid(self.color_branch(torch.cat([features, encoded.to(features.dtype)], dim=-1)).float())
 
     def forward(self, points: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
         """Colour (N,3) seen along unit directions (N,3) and density (N,) at points (N,3)."""

@@ -96,7 +96,10 @@ class SineLowRankLinear(_FactorisedLinear):
         self._cached_weight: torch.Tensor | None = None
 
     def weight_matrix(self) -> torch.Tensor:
-        return torch.sin(self.omega * (self.U @ self.V.T)) / self.scale
+        """W in the parameters' precision, also under autocast: omega * U V^T is a phase of up to
+        ~omega radians, and rounding it to bf16/fp16 (as autocast would) scrambles the sine."""
+        with torch.autocast(self.U.device.type, enabled=False):
+            return torch.sin(self.omega * (self.U @ self.V.T)) / self.scale
 
     def _weight_without_grad(self) -> torch.Tensor:
         key = (
