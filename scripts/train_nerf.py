@@ -3,24 +3,24 @@
     python scripts/train_nerf.py --scene lego --rank 1          # the headline: sine rank 1
     python scripts/train_nerf.py --scene demo                   # embedded demo scene, ~3 min on CPU
     python scripts/train_nerf.py --scene lego --kind dense --preset gpu
+    python scripts/train_nerf.py --scene fern --data-dir data/nerf_llff_data   # LLFF, NDC rays
     python scripts/train_nerf.py --resume outputs/lego/sine-k1/20260101-120000
 
-Presets live in configs/nerf/ (cpu, gpu, demo); `auto` picks demo for --scene demo, else gpu
-on CUDA and cpu otherwise. Each run writes outputs/<scene>/<kind>-k<rank>/<timestamp>/.
+Presets live in configs/nerf/ (cpu, gpu, demo, llff); `auto` picks demo for --scene demo, llff
+for a forward-facing LLFF folder (poses_bounds.npy), else gpu on CUDA and cpu otherwise. Each run writes outputs/<scene>/<kind>-k<rank>/<timestamp>/.
 """
 
 import argparse
 
 from neuralfields.cli import add_layer_args, layer_spec_from_args, run_cli
-from neuralfields.device import resolve_device
-from neuralfields.training.nerf import NERF_DEFAULT_OMEGA, load_preset, merge_config, train_nerf
+from neuralfields.training.nerf import NERF_DEFAULT_OMEGA, auto_preset, load_preset, merge_config, train_nerf
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scene", default="lego", help="'demo', a scene name under --data-dir, or a folder")
     parser.add_argument("--data-dir", help="folder holding the scene folders (default: data/nerf_synthetic)")
-    parser.add_argument("--preset", default="auto", help="cpu, gpu, demo, auto, or a YAML config path")
+    parser.add_argument("--preset", default="auto", help="cpu, gpu, demo, llff, auto, or a YAML config path")
     add_layer_args(parser, default_kind="sine", default_rank=1)
     parser.add_argument("--steps", type=int, help="training steps (overrides the preset)")
     parser.add_argument("--time-budget", type=float, help="training time limit in seconds (0: none)")
@@ -41,7 +41,7 @@ def main() -> None:
         return
     preset = args.preset
     if preset == "auto":
-        preset = "demo" if args.scene == "demo" else ("gpu" if resolve_device(args.device).type == "cuda" else "cpu")
+        preset = auto_preset(args.scene, args.data_dir, args.device)
     overrides = {
         "scene": args.scene, "device": args.device, "output_root": args.output,
         "spec": str(layer_spec_from_args(args, default_omega=NERF_DEFAULT_OMEGA)),

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from neuralfields.media import save_png
-from neuralfields.data.llff import average_pose, load_llff_scene, ndc_rays
+from neuralfields.data.llff import average_pose, load_llff_scene, save_llff_scene
 from neuralfields.errors import NeuralFieldsError
-from neuralfields.rendering.cameras import image_rays
+from neuralfields.rendering.cameras import image_rays, ndc_rays
 
 NUM_VIEWS, HEIGHT, WIDTH, FOCAL = 10, 16, 24, 20.0
 
@@ -23,23 +23,12 @@ def _opengl_poses() -> np.ndarray:
     return poses
 
 
-def _write_llff(scene_dir, poses, bounds, images, folder="images"):
-    (scene_dir / folder).mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        save_png(scene_dir / folder / f"IMG_{i:03d}.png", image)
-    llff = np.concatenate([-poses[:, :3, 1:2], poses[:, :3, 0:1], poses[:, :3, 2:4]], axis=2)  # [down, right, back]
-    hwf = np.broadcast_to(np.array([HEIGHT, WIDTH, FOCAL])[None, :, None], (len(poses), 3, 1))
-    rows = np.concatenate([np.concatenate([llff, hwf], axis=2).reshape(len(poses), 15), bounds], axis=1)
-    np.save(scene_dir / "poses_bounds.npy", rows)
-    return scene_dir
-
-
 @pytest.fixture
 def scene(tmp_path):
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(NUM_VIEWS, HEIGHT, WIDTH, 3)) / 255.0
     bounds = np.stack([rng.uniform(2.0, 3.0, NUM_VIEWS), rng.uniform(8.0, 9.0, NUM_VIEWS)], axis=1)
-    return _write_llff(tmp_path / "fern", _opengl_poses(), bounds, images), images, bounds
+    return save_llff_scene(tmp_path / "fern", _opengl_poses(), bounds, images, FOCAL), images, bounds
 
 
 def test_poses_are_converted_scaled_and_recentred(scene):

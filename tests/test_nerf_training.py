@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from neuralfields.data.blender import load_blender_split
-from neuralfields.errors import NonFiniteLossError
+from neuralfields.data.scenes import load_views
+from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
 from neuralfields.fields.radiance import RadianceField
 from neuralfields.rendering.render import render_image
 from neuralfields.training import runs
 from neuralfields.training.nerf import (
-    DEFAULTS, NerfTrainer, load_field, load_run, merge_config, render_settings, train_nerf,
+    DEFAULTS, NerfTrainer, auto_preset, load_field, load_preset, load_run, merge_config, render_settings, train_nerf,
 )
 
 TINY = {
@@ -83,3 +84,37 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_scene, tmp_path, monkeypa
     monkeypatch.setattr(RadianceField, "forward", original)
     field, _ = load_field(run_dir)
     assert all(torch.isfinite(p).all() for p in field.parameters())
+
+
+def test_config_values_are_checked_and_numeric_strings_become_numbers():
+    config = merge_config(DEFAULTS, {"lr": "5e-4", "steps": 1e3}, source="my.yaml")
+    assert config["lr"] == 5e-4 and config["steps"] == 1000 and isinstance(config["steps"], int)
+    bad_values = [({"lr": "fast"}, "my.yaml: lr must be a number"), ({"steps": 10.5}, "steps must be a whole number"),
+                  ({"mixed_precision": "yes"}, "must be true or false"), ({"nope": 1}, "unknown config key 'nope'")]
+    for overrides, message in bad_values:
+        with pytest.raises(NeuralFieldsError, match=message):
+            merge_config(DEFAULTS, overrides, source="my.yaml")
+
+
+def test_forward_facing_llff_scene_trains_in_ndc(tiny_llff_scene, tmp_path):
+    """LLFF scenes train through the same trainer with NDC rays: PSNR on the held-out views rises,
+    and the run folder gets metrics and a video (a circle of forward-facing cameras)."""
+    config = tiny_config(tiny_llff_scene, tmp_path, steps=150, aabb=[-1.5, -1.5, -1.0, 1.5, 1.5, 1.0],
+                         render_step_size=0.02, ckpt_every=10**6)
+    test_views = load_views(tiny_llff_scene, "test")
+    untrained = NerfTrainer(config, load_views(tiny_llff_scene, "train"), torch.device("cpu"))
+    assert untrained.settings.ndc  # rays start on the NDC near plane:
+    torch.testing.assert_close(untrained.rays_o[:, 2], torch.full_like(untrained.rays_o[:, 2], -1.0))
+    before = untrained.evaluate(test_views, progress=False)["psnr"]
+    run_dir = train_nerf(config)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test_psnr"] > before + 3.0, (before, metrics["test_psnr"])
+    assert (run_dir / metrics["video"]).is_file()
+
+
+def test_auto_preset_follows_the_scene(tiny_scene, tiny_llff_scene):
+    assert auto_preset("demo") == "demo"
+    assert auto_preset(str(tiny_llff_scene), device="cpu") == "llff"
+    assert auto_preset(str(tiny_scene), device="cpu") == "cpu"
+    assert load_preset("llff")["aabb"][2] == -1.0  # the NDC box: z in [-1, 1]
+

@@ -18,7 +18,7 @@ def test_tiny_run_writes_metrics(tiny_scene, tiny_preset, tmp_path, run_script):
     result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--preset", str(tiny_preset), "--rank", "2", "--omega", "30",
                         "--steps", "4", "--output", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert "device: cpu; sampling: pure-torch occupancy grid 16^3" in result.stdout
+    assert "device: cpu; precision: float32; sampling: pure-torch occupancy grid 16^3" in result.stdout
     (metrics_path,) = (tmp_path / "out" / "demo" / "sine-k2").glob("*/metrics.json")
     metrics = json.loads(metrics_path.read_text())
     assert metrics["spec"] == "sine:2@30" and metrics["steps"] == 4

@@ -40,8 +40,9 @@ class ViewSet:
     images (N,H,W,3) in [0,1], already composited on the background; alphas (N,H,W) coverage;
     camtoworlds (N,4,4) OpenGL convention; focal in pixels at this (downscaled) resolution;
     near/far ray bounds in world units; names are the frame file paths as written in the json.
-    ndc is True for forward-facing LLFF scenes: rays must go through neuralfields.data.llff.ndc_rays
-    first, and near/far (0/1) are then NDC ray parameters.
+    ndc is True for forward-facing LLFF scenes: rays go through
+    neuralfields.rendering.cameras.ndc_rays (image_rays(..., ndc=True)) first, and near/far (0/1)
+    are then NDC ray parameters.
     """
 
     images: torch.Tensor

@@ -6,8 +6,9 @@ column (height, width, focal) of the full-resolution images -- then the near and
 Loading converts the axes to the OpenGL convention [right, up, back], scales the world so the
 nearest bound becomes 1 / bound_margin (so near = 1 is a safe NDC near plane), and recentres the
 poses on their average pose (as in the original NeRF code). Forward-facing scenes are rendered in
-normalised device coordinates: map rays with ndc_rays; in NDC t runs from 0 (near plane) to 1
-(infinity), which is what the returned ViewSet's near/far say (with ndc=True).
+normalised device coordinates (neuralfields.rendering.cameras.ndc_rays, applied by image_rays when
+ndc=True); in NDC t runs from 0 (near plane) to 1 (infinity), which is what the returned ViewSet's
+near/far say (with ndc=True).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from neuralfields.data.blender import ViewSet
 from neuralfields.data.images import area_downscale, read_image
 from neuralfields.errors import NeuralFieldsError
+from neuralfields.media import save_png
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LLFF_SPLITS = ("train", "val", "test", "all")
@@ -130,20 +132,18 @@ def load_llff_scene(scene_dir: str | Path, split: str = "train", factor: int = 8
     )
 
 
-def ndc_rays(origins: torch.Tensor, directions: torch.Tensor, focal: float, width: int, height: int,
-             near: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Map world rays of a forward-facing camera (looking down -Z) into normalised device coordinates.
-
-    Origins are first moved onto the plane z = -near. In NDC the ray o' + t d' covers the world ray
-    from that plane (t = 0) to infinite depth (t = 1); d' is not unit length.
-    """
-    t = -(near + origins[..., 2]) / directions[..., 2]
-    origins = origins + t[..., None] * directions
-    ox, oy, oz = origins.unbind(-1)
-    dx, dy, dz = directions.unbind(-1)
-    sx, sy = 2.0 * focal / width, 2.0 * focal / height
-    ndc_origins = torch.stack([-sx * ox / oz, -sy * oy / oz, 1.0 + 2.0 * near / oz], dim=-1)
-    ndc_directions = torch.stack(
-        [-sx * (dx / dz - ox / oz), -sy * (dy / dz - oy / oz), -2.0 * near / oz], dim=-1
-    )
-    return ndc_origins, ndc_directions
+def save_llff_scene(scene_dir: str | Path, camtoworlds: np.ndarray, bounds: np.ndarray, images: np.ndarray,
+                    focal: float, folder: str = "images") -> Path:
+    """Write posed images as an LLFF scene (the loader's inverse): camtoworlds (N,4,4) in the OpenGL
+    convention, bounds (N,2) near/far depths, images (N,H,W,3) in [0,1], focal in pixels."""
+    scene_dir = Path(scene_dir)
+    (scene_dir / folder).mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        save_png(scene_dir / folder / f"IMG_{index:03d}.png", image)
+    poses = np.asarray(camtoworlds, dtype=np.float64)[:, :3, :4]
+    llff = np.concatenate([-poses[:, :, 1:2], poses[:, :, 0:1], poses[:, :, 2:4]], axis=2)  # [down, right, back]
+    height, width = images.shape[1:3]
+    hwf = np.broadcast_to(np.array([height, width, focal], dtype=np.float64)[None, :, None], (len(poses), 3, 1))
+    rows = np.concatenate([np.concatenate([llff, hwf], axis=2).reshape(len(poses), 15), bounds], axis=1)
+    np.save(scene_dir / "poses_bounds.npy", rows)
+    return scene_dir

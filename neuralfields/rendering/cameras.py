@@ -35,9 +35,10 @@ def _rotate_to_world(camera_dirs: torch.Tensor, camtoworld: torch.Tensor) -> tor
     return torch.nn.functional.normalize(world, dim=-1)
 
 
-def image_rays(camtoworld: torch.Tensor, height: int, width: int,
-               focal: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rays through every pixel centre of one view: (origins (H,W,3), unit directions (H,W,3))."""
+def image_rays(camtoworld: torch.Tensor, height: int, width: int, focal: float,
+               ndc: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays through every pixel centre of one view: (origins (H,W,3), unit directions (H,W,3)),
+    or with ndc=True (forward-facing scenes) the same rays in normalised device coordinates."""
     camtoworld = torch.as_tensor(camtoworld, dtype=torch.float32)
     ys, xs = torch.meshgrid(
         torch.arange(height, dtype=torch.float32, device=camtoworld.device),
@@ -47,6 +48,8 @@ def image_rays(camtoworld: torch.Tensor, height: int, width: int,
     camera_dirs = _camera_directions(xs, ys, height, width, focal)
     directions = _rotate_to_world(camera_dirs, camtoworld)
     origins = camtoworld[:3, 3].expand(height, width, 3)
+    if ndc:
+        return ndc_rays(origins, directions, focal, width, height)
     return origins, directions
 
 
@@ -103,3 +106,30 @@ def orbit_camtoworlds(num_views: int, radius: float, elevation_deg: float,
         dim=-1,
     ) + target_t
     return look_at(eye, target_t)
+
+
+def forward_facing_circle(num_views: int, radius: float, focus_depth: float) -> torch.Tensor:
+    """Cameras (N,4,4) on a circle of `radius` in the z = 0 plane of a recentred forward-facing
+    scene (cameras looking down -Z, world up +Y), all looking at the point (0, 0, -focus_depth)."""
+    angle = torch.arange(num_views, dtype=torch.float32) * (2.0 * math.pi / num_views)
+    eye = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle), torch.zeros_like(angle)], dim=-1)
+    return look_at(eye, torch.tensor([0.0, 0.0, -focus_depth]), up=(0.0, 1.0, 0.0))
+
+
+def ndc_rays(origins: torch.Tensor, directions: torch.Tensor, focal: float, width: int, height: int,
+             near: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map world rays of a forward-facing camera (looking down -Z) into normalised device coordinates.
+
+    Origins are first moved onto the plane z = -near. In NDC the ray o' + t d' covers the world ray
+    from that plane (t = 0) to infinite depth (t = 1); d' is not unit length.
+    """
+    t = -(near + origins[..., 2]) / directions[..., 2]
+    origins = origins + t[..., None] * directions
+    ox, oy, oz = origins.unbind(-1)
+    dx, dy, dz = directions.unbind(-1)
+    sx, sy = 2.0 * focal / width, 2.0 * focal / height
+    ndc_origins = torch.stack([-sx * ox / oz, -sy * oy / oz, 1.0 + 2.0 * near / oz], dim=-1)
+    ndc_directions = torch.stack(
+        [-sx * (dx / dz - ox / oz), -sy * (dy / dz - oy / oz), -2.0 * near / oz], dim=-1
+    )
+    return ndc_origins, ndc_directions

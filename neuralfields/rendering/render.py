@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuralfields.rendering.cameras import image_rays
@@ -17,7 +18,8 @@ from neuralfields.rendering.estimator import SamplingPath
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """Ray bounds, marching step and stopping thresholds, and the background colour."""
+    """Ray bounds, marching step and stopping thresholds, the background colour, and whether rays
+    live in normalised device coordinates (forward-facing scenes; near/far are then 0/1)."""
 
     near: float = 2.0
     far: float = 6.0
@@ -25,6 +27,7 @@ class RenderSettings:
     early_stop_eps: float = 1e-4
     alpha_thre: float = 0.0
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ndc: bool = False
 
 
 def render_rays(
@@ -32,6 +35,7 @@ def render_rays(
     settings: RenderSettings, stratified: bool = False,
 ) -> dict[str, Tensor | int]:
     """Render rays (N,3)+(N,3): rgb (N,3), opacity (N,), depth (N,) and num_samples (an int)."""
+    view_dirs = F.normalize(rays_d, dim=-1) if settings.ndc else rays_d  # NDC directions are not unit
 
     def points_of(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
         return rays_o[ray_indices] + rays_d[ray_indices] * ((t_starts + t_ends) / 2.0)[:, None]
@@ -40,7 +44,7 @@ def render_rays(
         return field.query_density(points_of(t_starts, t_ends, ray_indices))
 
     def rgb_sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> tuple[Tensor, Tensor]:
-        return field(points_of(t_starts, t_ends, ray_indices), rays_d[ray_indices])
+        return field(points_of(t_starts, t_ends, ray_indices), view_dirs[ray_indices])
 
     ray_indices, t_starts, t_ends = path.estimator.sampling(
         rays_o, rays_d, sigma_fn=sigma_fn, near_plane=settings.near, far_plane=settings.far,
@@ -62,7 +66,7 @@ def render_image(
 ) -> dict[str, Tensor]:
     """Render one view in chunks of rays: rgb (H,W,3), depth (H,W), opacity (H,W), on the CPU."""
     device = next(field.parameters()).device
-    origins, directions = image_rays(camtoworld.to(device), height, width, focal)
+    origins, directions = image_rays(camtoworld.to(device), height, width, focal, ndc=settings.ndc)
     origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
     parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "opacity": []}
     for start in range(0, origins.shape[0], chunk):

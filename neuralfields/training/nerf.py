@@ -15,14 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from neuralfields.data.blender import ViewSet, load_blender_split, resolve_scene_dir
+from neuralfields.data.blender import ViewSet, resolve_scene_dir
+from neuralfields.data.scenes import is_llff_scene, load_views
+from neuralfields.device import autocast_dtype, resolve_device
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.fields.radiance import RadianceField
 from neuralfields.layers.counting import parameter_report
 from neuralfields.layers.spec import LayerSpec
 from neuralfields.media import save_png, write_video
 from neuralfields.metrics import psnr, ssim
-from neuralfields.rendering.cameras import image_rays, orbit_camtoworlds
+from neuralfields.rendering.cameras import forward_facing_circle, image_rays, orbit_camtoworlds
 from neuralfields.rendering.estimator import SamplingPath, create_sampling_path
 from neuralfields.rendering.render import RenderSettings, render_image, render_rays
 from neuralfields.training import runs
@@ -30,6 +32,9 @@ from neuralfields.training import runs
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "nerf"
 NERF_DEFAULT_OMEGA = 100.0
 """Omega of sine layers when none is given (tuned on lego at 100x100 on CPU, see benchmarks)."""
+FORWARD_FACING_FOCUS_DEPTH = 5.0
+"""Where the video of a forward-facing scene looks: ~4x the nearest depth, which the LLFF loader
+scales to 1 / 0.75 (the reference's spiral path focuses at a similar depth)."""
 
 DEFAULTS: dict = {
     # data
@@ -59,12 +64,48 @@ def load_preset(name_or_path: str) -> dict:
     return merge_config(DEFAULTS, runs.read_yaml_mapping(path), source=str(path))
 
 
+def auto_preset(scene: str, data_dir: str | Path | None = None, device: str = "auto") -> str:
+    """The preset `--preset auto` means: demo for the demo scene, llff for a forward-facing LLFF
+    folder, else gpu on CUDA and cpu otherwise."""
+    if scene == "demo":
+        return "demo"
+    if is_llff_scene(resolve_scene_dir(scene, data_dir)):
+        return "llff"
+    return "gpu" if resolve_device(device).type == "cuda" else "cpu"
+
+
 def merge_config(base: dict, overrides: dict, source: str = "overrides") -> dict:
     """A copy of base with overrides applied; unknown keys are refused, naming the source and key."""
     unknown = sorted(set(overrides) - set(DEFAULTS))
     if unknown:
         raise NeuralFieldsError(f"{source}: unknown config key {unknown[0]!r}")
-    return {**base, **overrides}
+    return {**base, **{key: _as_default_type(key, value, source) for key, value in overrides.items()}}
+
+
+def _as_default_type(key: str, value, source: str):
+    """A value of the type DEFAULTS holds for key. Numeric strings become numbers: YAML reads
+    `lr: 5e-4` (no dot) as a string. Keys whose default is None are taken as given."""
+    default = DEFAULTS[key]
+    if default is None or isinstance(default, (str, list)):
+        return value
+    expected = type(default).__name__
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise NeuralFieldsError(f"{source}: {key} must be true or false, got {value!r}")
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise NeuralFieldsError(f"{source}: {key} must be a number ({expected}), got {value!r}")
+    if isinstance(default, int):
+        if number != int(number):
+            raise NeuralFieldsError(f"{source}: {key} must be a whole number, got {value!r}")
+        return int(number)
+    return float(number)
 
 
 def build_field(config: dict) -> RadianceField:
@@ -87,7 +128,7 @@ def build_sampling_path(config: dict, device: torch.device) -> SamplingPath:
 def render_settings(config: dict, views: ViewSet) -> RenderSettings:
     background = (1.0, 1.0, 1.0) if config["background"] == "white" else (0.0, 0.0, 0.0)
     return RenderSettings(views.near, views.far, config["render_step_size"], config["early_stop_eps"],
-                          config["alpha_thre"], background)
+                          config["alpha_thre"], background, ndc=views.ndc)
 
 
 class FieldWithSampler(nn.Module):
@@ -118,13 +159,16 @@ class NerfTrainer:
         self.bundle = FieldWithSampler(self.field, self.path.estimator)
         self.settings = render_settings(config, train_views)
         self.optimizer = torch.optim.Adam(self.field.parameters(), lr=config["lr"], eps=1e-15)
-        self.use_amp = bool(config["mixed_precision"]) and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = autocast_dtype(device) if config["mixed_precision"] else None
+        self.precision = f"{str(self.amp_dtype).removeprefix('torch.')} mixed" if self.amp_dtype else "float32"
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.train_seconds = 0.0
         self.num_rays = int(config["init_rays"])
-        origins, directions = zip(*(image_rays(c2w, train_views.height, train_views.width, train_views.focal)
-                                    for c2w in train_views.camtoworlds))
+        origins, directions = zip(*(
+            image_rays(c2w, train_views.height, train_views.width, train_views.focal, ndc=train_views.ndc)
+            for c2w in train_views.camtoworlds
+        ))
         self.rays_o = torch.stack(origins).reshape(-1, 3).to(device)
         self.rays_d = torch.stack(directions).reshape(-1, 3).to(device)
         self.colors = train_views.images.reshape(-1, 3).to(device)
@@ -161,7 +205,7 @@ class NerfTrainer:
         self.path.estimator.train()
         self._update_grid()
         picked = torch.randint(self.rays_o.shape[0], (self.num_rays,), device=self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             out = render_rays(self.field, self.path, self.rays_o[picked], self.rays_d[picked],
                               self.settings, stratified=True)
         loss = F.mse_loss(out["rgb"].float(), self.colors[picked])
@@ -224,9 +268,14 @@ def evenly_spaced(count: int, limit: int | None) -> list[int]:
     return sorted({round(i * (count - 1) / max(1, limit - 1)) for i in range(limit)})
 
 
-def _orbit(views: ViewSet, num_frames: int) -> torch.Tensor:
-    """An orbit at the training cameras' median distance and elevation around the origin."""
+def video_path(views: ViewSet, num_frames: int) -> torch.Tensor:
+    """Cameras for the run's video. Object scenes: an orbit at the cameras' median distance and
+    elevation around the origin. Forward-facing (NDC) scenes: a circle as wide as most camera
+    offsets (90th percentile), looking at a point FORWARD_FACING_FOCUS_DEPTH ahead."""
     positions = views.camtoworlds[:, :3, 3]
+    if views.ndc:
+        radius = positions[:, :2].norm(dim=-1).quantile(0.9).item()
+        return forward_facing_circle(num_frames, radius, FORWARD_FACING_FOCUS_DEPTH)
     radius = positions.norm(dim=-1).median().item()
     elevation = torch.rad2deg(torch.asin(positions[:, 2] / positions.norm(dim=-1))).median().item()
     return orbit_camtoworlds(num_frames, radius, min(max(elevation, -80.0), 80.0))
@@ -240,8 +289,6 @@ def train_nerf(config: dict, resume: str | Path | None = None) -> Path:
     The folder gets config.yaml, checkpoints (every ckpt_every steps, at the end and on Ctrl-C),
     val/ renders, test/ renders, metrics.json and an orbit video.
     """
-    from neuralfields.device import resolve_device
-
     if resume is not None:
         run_dir = Path(resume)
         config = merge_config(runs.load_config(run_dir), config, source="--resume overrides")
@@ -254,14 +301,15 @@ def train_nerf(config: dict, resume: str | Path | None = None) -> Path:
     if resume is None:
         spec = LayerSpec.parse(config["spec"])
         run_dir = runs.create_run_dir(config["output_root"], Path(str(config["scene"])).name, spec.label)
-    train_views = load_blender_split(scene_dir, "train", config["downscale"], config["background"])
-    val_views = load_blender_split(scene_dir, "val", config["downscale"], config["background"])
+    train_views = load_views(scene_dir, "train", config["downscale"], config["background"])
+    val_views = load_views(scene_dir, "val", config["downscale"], config["background"])
     trainer = NerfTrainer(config, train_views, device)
     if resume is not None:
         trainer.restore(ckpt)
     runs.save_config(run_dir, config)
     report = parameter_report(trainer.field)
-    print(f"device: {device}; sampling: {trainer.path.name}")
+    rays = "NDC rays (forward-facing)" if trainer.settings.ndc else "world rays"
+    print(f"device: {device}; precision: {trainer.precision}; sampling: {trainer.path.name}; {rays}")
     print(f"model: {config['spec']}, {report['parameters']:,} parameters "
           f"({report['percent_of_dense']:.2f}% of dense {report['dense_parameters']:,})")
     print(f"run folder: {run_dir}" + (f" (resuming at step {trainer.step})" if resume else ""))
@@ -293,11 +341,11 @@ def train_nerf(config: dict, resume: str | Path | None = None) -> Path:
 def finish_run(trainer: NerfTrainer, run_dir: Path, scene_dir: Path, device: torch.device) -> dict:
     """Evaluate on the test split, render the orbit video and write metrics.json."""
     config = trainer.config
-    test_views = load_blender_split(scene_dir, "test", config["downscale"], config["background"])
+    test_views = load_views(scene_dir, "test", config["downscale"], config["background"])
     indices = evenly_spaced(len(test_views), config["test_views"])
     result = trainer.evaluate(test_views, indices, run_dir / "test")
     frames, shrink = [], int(config["video_downscale"])
-    for c2w in tqdm(_orbit(test_views, config["video_frames"]), desc="orbit video", unit="frame", leave=False):
+    for c2w in tqdm(video_path(test_views, config["video_frames"]), desc="orbit video", unit="frame", leave=False):
         rgb = trainer.render_view(c2w, test_views.height // shrink, test_views.width // shrink,
                                   test_views.focal / shrink)["rgb"]
         frames.append((rgb.numpy() * 255).round().astype("uint8"))
@@ -305,7 +353,7 @@ def finish_run(trainer: NerfTrainer, run_dir: Path, scene_dir: Path, device: tor
     report = parameter_report(trainer.field)
     metrics = {
         "scene": config["scene"], "spec": config["spec"], "steps": trainer.step,
-        "train_seconds": round(trainer.train_seconds, 1), "device": str(device),
+        "train_seconds": round(trainer.train_seconds, 1), "device": str(device), "precision": trainer.precision,
         "sampling": trainer.path.name, "resolution": [test_views.height, test_views.width],
         "test_psnr": result["psnr"], "test_ssim": result["ssim"], "test_views": result["per_view"],
         "parameters": report["parameters"], "dense_parameters": report["dense_parameters"],
