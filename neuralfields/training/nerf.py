@@ -314,12 +314,14 @@ def train_nerf(config: dict, resume: str | Path | None = None) -> Path:
           f"({report['percent_of_dense']:.2f}% of dense {report['dense_parameters']:,})")
     print(f"run folder: {run_dir}" + (f" (resuming at step {trainer.step})" if resume else ""))
 
-    bar = tqdm(total=config["steps"], initial=trainer.step, desc="training", unit="step", dynamic_ncols=True)
+    # The bar counts percent of the run (steps or time budget, whichever ends it) so its ETA is right.
+    bar = tqdm(total=100.0, initial=round(100 * trainer.progress(), 1), desc="training", dynamic_ncols=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
     try:
         while not trainer.finished():
             stats = trainer.train_step(run_dir)
-            bar.update(1)
-            bar.set_postfix(loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}",
+            bar.update(round(100 * trainer.progress(), 1) - bar.n)
+            bar.set_postfix(step=trainer.step, loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}",
                             rays_per_s=f"{stats['rays'] / stats['seconds']:.0f}")
             if trainer.step % config["val_every"] == 0:
                 image = trainer.render_view(val_views.camtoworlds[0], val_views.height, val_views.width,
