@@ -7,7 +7,8 @@
     python scripts/train_nerf.py --resume outputs/lego/sine-k1/20260101-120000
 
 Presets live in configs/nerf/ (cpu, gpu, demo, llff); `auto` picks demo for --scene demo, llff
-for a forward-facing LLFF folder (poses_bounds.npy), else gpu on CUDA and cpu otherwise. Each run writes outputs/<scene>/<kind>-k<rank>/<timestamp>/.
+for a forward-facing LLFF folder (poses_bounds.npy), else gpu on CUDA and cpu otherwise.
+Each run writes outputs/<scene>/<kind>-k<rank>/<timestamp>/.
 """
 
 import argparse

@@ -73,4 +73,3 @@ def tiny_llff_scene(tmp_path_factory):
     images = rgba[..., :3] + (1.0 - rgba[..., 3:])  # premultiplied colour over white
     bounds = np.tile([3.0, 5.0], (16, 1))
     return save_llff_scene(tmp_path_factory.mktemp("llff") / "demo_llff", poses, bounds, images, focal)
-

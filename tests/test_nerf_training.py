@@ -7,6 +7,7 @@ import torch
 
 from neuralfields.data.blender import load_blender_split
 from neuralfields.data.scenes import load_views
+from neuralfields.device import autocast_dtype
 from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
 from neuralfields.fields.radiance import RadianceField
 from neuralfields.rendering.render import render_image
@@ -28,9 +29,12 @@ def tiny_config(scene, tmp_path, **overrides):
     return merge_config(DEFAULTS, {**TINY, "scene": str(scene), "output_root": str(tmp_path / "out"), **overrides})
 
 
-def test_short_training_raises_test_psnr(tiny_scene, tmp_path):
-    config = tiny_config(tiny_scene, tmp_path, steps=150)
+@pytest.mark.parametrize("mixed_precision", [False, True])
+def test_short_training_raises_test_psnr(tiny_scene, tmp_path, mixed_precision):
+    """In fp32 and in mixed precision (bf16 autocast where the CPU has native bf16 matmuls)."""
+    config = tiny_config(tiny_scene, tmp_path, steps=150, mixed_precision=mixed_precision)
     trainer = NerfTrainer(config, load_blender_split(tiny_scene, "train"), torch.device("cpu"))
+    assert trainer.amp_dtype == (autocast_dtype(torch.device("cpu")) if mixed_precision else None)
     test_views = load_blender_split(tiny_scene, "test")
     before = trainer.evaluate(test_views, progress=False)["psnr"]
     while not trainer.finished():
@@ -103,8 +107,8 @@ def test_forward_facing_llff_scene_trains_in_ndc(tiny_llff_scene, tmp_path):
                          render_step_size=0.02, ckpt_every=10**6)
     test_views = load_views(tiny_llff_scene, "test")
     untrained = NerfTrainer(config, load_views(tiny_llff_scene, "train"), torch.device("cpu"))
-    assert untrained.settings.ndc  # rays start on the NDC near plane:
-    torch.testing.assert_close(untrained.rays_o[:, 2], torch.full_like(untrained.rays_o[:, 2], -1.0))
+    assert untrained.settings.ndc
+    torch.testing.assert_close(untrained.rays_o[:, 2], torch.full_like(untrained.rays_o[:, 2], -1.0))  # NDC near plane
     before = untrained.evaluate(test_views, progress=False)["psnr"]
     run_dir = train_nerf(config)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -117,4 +121,3 @@ def test_auto_preset_follows_the_scene(tiny_scene, tiny_llff_scene):
     assert auto_preset(str(tiny_llff_scene), device="cpu") == "llff"
     assert auto_preset(str(tiny_scene), device="cpu") == "cpu"
     assert load_preset("llff")["aabb"][2] == -1.0  # the NDC box: z in [-1, 1]
-
