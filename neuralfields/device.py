@@ -22,8 +22,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The mixed-precision dtype worth using on a device: float16 on CUDA, bfloat16 on CPUs whose
-    oneDNN has native bf16 matmuls (AVX512-BF16 or AMX; about 2x the fp32 speed of an 8x256 NeRF
-    MLP on our Zen 4 machine), else None (emulated bf16 would be slower than fp32)."""
+    oneDNN has native bf16 matmuls (AVX512-BF16 or AMX; 1.4x the NeRF training steps per second on
+    our Zen 4 machine, benchmarks/results/nerf_cpu_tuning/mp_*.json), else None (emulated bf16
+    would only add work). The bf16 check is oneDNN's own (a private torch op)."""
     if device.type == "cuda":
         return torch.float16
     if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
