@@ -29,8 +29,9 @@ from machine import machine_info  # noqa: E402
 from neuralfields.cli import run_cli  # noqa: E402
 from neuralfields.data.blender import load_blender_split, resolve_scene_dir  # noqa: E402
 from neuralfields.layers.counting import parameter_report  # noqa: E402
+from neuralfields.metrics import psnr_from_mse  # noqa: E402
 from neuralfields.rendering.cameras import pixel_rays  # noqa: E402
-from neuralfields.rendering.render import render_rays  # noqa: E402
+from neuralfields.rendering.render import render_rays_chunked  # noqa: E402
 from neuralfields.training.nerf import NERF_DEFAULT_OMEGA, NerfTrainer, load_preset, merge_config  # noqa: E402
 from neuralfields.training.runs import write_json  # noqa: E402
 
@@ -47,19 +48,13 @@ def run_specs(omega: float) -> dict:
     }
 
 
-@torch.no_grad()
 def curve_psnr(trainer: NerfTrainer, rays_o: torch.Tensor, rays_d: torch.Tensor, colors: torch.Tensor) -> float:
     """PSNR of the pooled MSE over the fixed test-pixel subset."""
     trainer.field.eval()
     trainer.path.estimator.eval()
-    chunk = trainer.config["eval_chunk"]
-    squared = 0.0
-    for start in range(0, rays_o.shape[0], chunk):
-        out = render_rays(trainer.field, trainer.path, rays_o[start:start + chunk], rays_d[start:start + chunk],
-                          trainer.settings)
-        squared += ((out["rgb"].clamp(0, 1) - colors[start:start + chunk]) ** 2).sum().item()
-    mse = squared / colors.numel()
-    return float(-10 * torch.log10(torch.tensor(max(mse, 1e-10))))
+    rgb = render_rays_chunked(trainer.field, trainer.path, rays_o, rays_d, trainer.settings,
+                              trainer.config["eval_chunk"])["rgb"]
+    return psnr_from_mse(((rgb - colors) ** 2).mean().item())
 
 
 def main() -> None:

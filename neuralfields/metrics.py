@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error, for a peak of 1."""
+    return -10.0 * math.log10(max(mse, 1e-10))
 
 
 def psnr(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

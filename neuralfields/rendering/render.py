@@ -1,7 +1,7 @@
 """Rendering rays and whole images from a radiance field through a SamplingPath.
 
-`render_rays` is the training-time call; `render_image` renders one camera in chunks of rays and
-serves evaluation, videos and the viewer alike.
+`render_rays` is the training-time call; `render_rays_chunked` renders any set of rays without
+autograd, and `render_image` uses it for one camera (evaluation, videos and the viewer alike).
 """
 
 from __future__ import annotations
@@ -60,6 +60,22 @@ def render_rays(
 
 
 @torch.no_grad()
+def render_rays_chunked(
+    field: nn.Module, path: SamplingPath, rays_o: Tensor, rays_d: Tensor, settings: RenderSettings,
+    chunk: int = 4096,
+) -> dict[str, Tensor]:
+    """Render any number of rays (N,3)+(N,3) without autograd, `chunk` rays at a time:
+    rgb (N,3) clamped to [0, 1], depth (N,), opacity (N,), on the CPU."""
+    parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "opacity": []}
+    for start in range(0, rays_o.shape[0], chunk):
+        out = render_rays(field, path, rays_o[start:start + chunk], rays_d[start:start + chunk], settings)
+        for key in parts:
+            parts[key].append(out[key].float().cpu())
+    rendered = {key: torch.cat(values) for key, values in parts.items()}
+    rendered["rgb"] = rendered["rgb"].clamp(0.0, 1.0)
+    return rendered
+
+
 def render_image(
     field: nn.Module, path: SamplingPath, camtoworld: Tensor, height: int, width: int, focal: float,
     settings: RenderSettings, chunk: int = 4096,
@@ -67,15 +83,9 @@ def render_image(
     """Render one view in chunks of rays: rgb (H,W,3), depth (H,W), opacity (H,W), on the CPU."""
     device = next(field.parameters()).device
     origins, directions = image_rays(camtoworld.to(device), height, width, focal, ndc=settings.ndc)
-    origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
-    parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "opacity": []}
-    for start in range(0, origins.shape[0], chunk):
-        out = render_rays(field, path, origins[start:start + chunk], directions[start:start + chunk], settings)
-        for key in parts:
-            parts[key].append(out[key].float().cpu())
-    image = {key: torch.cat(values) for key, values in parts.items()}
+    image = render_rays_chunked(field, path, origins.reshape(-1, 3), directions.reshape(-1, 3), settings, chunk)
     return {
-        "rgb": image["rgb"].reshape(height, width, 3).clamp(0.0, 1.0),
+        "rgb": image["rgb"].reshape(height, width, 3),
         "depth": image["depth"].reshape(height, width),
         "opacity": image["opacity"].reshape(height, width),
     }

@@ -6,7 +6,6 @@ overrides); the resolved config is saved with every run, so `load_run` rebuilds 
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from neuralfields.fields.radiance import RadianceField
 from neuralfields.layers.counting import parameter_report
 from neuralfields.layers.spec import LayerSpec
 from neuralfields.media import save_png, write_video
-from neuralfields.metrics import psnr, ssim
+from neuralfields.metrics import psnr, psnr_from_mse, ssim
 from neuralfields.rendering.cameras import forward_facing_circle, image_rays, orbit_camtoworlds
 from neuralfields.rendering.estimator import SamplingPath, create_sampling_path
 from neuralfields.rendering.render import RenderSettings, render_image, render_rays
@@ -220,7 +219,7 @@ class NerfTrainer:
         self.num_rays = int(min(config["max_rays"], max(64, self.num_rays * config["target_samples"] / num_samples)))
         self.step += 1
         self.train_seconds += time.perf_counter() - started
-        return {"loss": loss.item(), "psnr": float(psnr_from_mse(loss.item())), "rays": used_rays,
+        return {"loss": loss.item(), "psnr": psnr_from_mse(loss.item()), "rays": used_rays,
                 "samples": out["num_samples"], "seconds": time.perf_counter() - started}
 
     def render_view(self, camtoworld: torch.Tensor, height: int, width: int, focal: float) -> dict:
@@ -255,10 +254,6 @@ class NerfTrainer:
         self.step, extra = runs.load_checkpoint(ckpt_dir, self.bundle, self.optimizer)
         self.num_rays = int(extra.get("num_rays", self.num_rays))
         self.train_seconds = float(extra.get("train_seconds", 0.0))
-
-
-def psnr_from_mse(mse: float) -> float:
-    return -10.0 * math.log10(max(mse, 1e-10))
 
 
 def evenly_spaced(count: int, limit: int | None) -> list[int]:
