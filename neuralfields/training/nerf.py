@@ -159,7 +159,6 @@ class NerfTrainer:
         self.settings = render_settings(config, train_views)
         self.optimizer = torch.optim.Adam(self.field.parameters(), lr=config["lr"], eps=1e-15)
         self.amp_dtype = autocast_dtype(device) if config["mixed_precision"] else None
-        self.precision = f"{str(self.amp_dtype).removeprefix('torch.')} mixed" if self.amp_dtype else "float32"
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self.train_seconds = 0.0
@@ -171,6 +170,11 @@ class NerfTrainer:
         self.rays_o = torch.stack(origins).reshape(-1, 3).to(device)
         self.rays_d = torch.stack(directions).reshape(-1, 3).to(device)
         self.colors = train_views.images.reshape(-1, 3).to(device)
+
+    @property
+    def precision(self) -> str:
+        """How training steps compute, for logs and metrics: "float32" or e.g. "bfloat16 mixed"."""
+        return f"{str(self.amp_dtype).removeprefix('torch.')} mixed" if self.amp_dtype else "float32"
 
     def progress(self) -> float:
         """Fraction of the run done, by steps or by training time, whichever is further."""
