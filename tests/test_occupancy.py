@@ -16,7 +16,6 @@ from neuralfields.training.occupancy import load_occupancy_run, resolve_config, 
 from neuralfields.training.runs import latest_checkpoint
 
 
-
 def tiny_config(mesh_path: Path, cache_dir: Path, **train) -> dict:
     return resolve_config({
         "mesh": str(mesh_path),
