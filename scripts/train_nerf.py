@@ -52,5 +52,6 @@ def main() -> None:
     config = merge_config(load_preset(preset), {key: value for key, value in overrides.items() if value is not None})
     train_nerf({**config, "data_dir": args.data_dir, **time_budget})
 
+
 if __name__ == "__main__":
     run_cli(main)
