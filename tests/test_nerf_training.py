@@ -19,7 +19,7 @@ from neuralfields.training.nerf import (
 TINY = {
     "spec": "sine:1@30", "num_layers": 3, "width": 32, "skip_layer": 2, "color_width": 16, "xyz_freqs": 4,
     "dir_freqs": 2, "grid_resolution": 16, "grid_warmup_steps": 32, "render_step_size": 0.05,
-    "target_samples": 4096, "init_rays": 256, "max_rays": 1024, "lr": 5e-3, "lr_final": 1e-3,
+    "target_samples": 4096, "init_rays": 256, "max_rays": 1024, "lr": 5e-3, "lr_final": 1e-3, "adam_beta2": 0.99,
     "mixed_precision": False, "device": "cpu", "val_every": 10**6, "ckpt_every": 5, "test_views": 2,
     "eval_chunk": 1024, "video_frames": 2, "video_fps": 2, "cpu_threads": 1,
 }
@@ -35,6 +35,7 @@ def test_short_training_raises_test_psnr(tiny_scene, tmp_path, mixed_precision):
     config = tiny_config(tiny_scene, tmp_path, steps=150, mixed_precision=mixed_precision)
     trainer = NerfTrainer(config, load_blender_split(tiny_scene, "train"), torch.device("cpu"))
     assert trainer.amp_dtype == (autocast_dtype(torch.device("cpu")) if mixed_precision else None)
+    assert trainer.optimizer.param_groups[0]["betas"] == (0.9, 0.99)
     test_views = load_blender_split(tiny_scene, "test")
     before = trainer.evaluate(test_views, progress=False)["psnr"]
     while not trainer.finished():

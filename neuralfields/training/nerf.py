@@ -47,7 +47,7 @@ DEFAULTS: dict = {
     "render_step_size": 5e-3, "early_stop_eps": 1e-4, "alpha_thre": 0.0,
     # optimisation
     "steps": 20000, "time_budget_s": None, "lr": 5e-4, "lr_final": 5e-5, "target_samples": 262144,
-    "init_rays": 1024, "max_rays": 8192, "mixed_precision": True, "seed": 0, "device": "auto",
+    "adam_beta2": 0.999, "init_rays": 1024, "max_rays": 8192, "mixed_precision": True, "seed": 0, "device": "auto",
     "cpu_threads": None,  # torch CPU threads; 1 avoids OpenMP stalls on a busy shared machine
     # outputs
     "output_root": "outputs", "val_every": 2000, "ckpt_every": 2000, "test_views": None,
@@ -157,7 +157,8 @@ class NerfTrainer:
         self.path = build_sampling_path(config, device)
         self.bundle = FieldWithSampler(self.field, self.path.estimator)
         self.settings = render_settings(config, train_views)
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=config["lr"], eps=1e-15)
+        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=config["lr"], eps=1e-15,
+                                          betas=(0.9, config["adam_beta2"]))
         self.amp_dtype = autocast_dtype(device) if config["mixed_precision"] else None
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
@@ -315,13 +316,14 @@ def train_nerf(config: dict, resume: str | Path | None = None) -> Path:
 
     # The bar counts percent of the run (steps or time budget, whichever ends it) so its ETA is right.
     bar = tqdm(total=100.0, initial=round(100 * trainer.progress(), 1), desc="training", dynamic_ncols=True,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+               mininterval=1.0, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
     try:
         while not trainer.finished():
             stats = trainer.train_step(run_dir)
-            bar.update(round(100 * trainer.progress(), 1) - bar.n)
+            # refresh=False: the bar redraws at most once a second (mininterval), not on every step
             bar.set_postfix(step=trainer.step, loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}",
-                            rays_per_s=f"{stats['rays'] / stats['seconds']:.0f}")
+                            rays_per_s=f"{stats['rays'] / stats['seconds']:.0f}", refresh=False)
+            bar.update(round(100 * trainer.progress(), 1) - bar.n)
             if trainer.step % config["val_every"] == 0:
                 image = trainer.render_view(val_views.camtoworlds[0], val_views.height, val_views.width,
                                             val_views.focal)["rgb"]
