@@ -66,7 +66,11 @@ def test_run_folder_save_load_render_and_resume(tiny_scene, tmp_path):
     assert torch.equal(first["rgb"], second["rgb"])
     assert isinstance(load_field(run_dir)[0], RadianceField)
 
-    # resume continues the step count in the same folder
+    # resume continues the step count in the same folder, also for a run saved before a config
+    # key existed (here adam_beta2): the key's default fills in
+    saved = runs.load_config(run_dir)
+    del saved["adam_beta2"]
+    runs.save_config(run_dir, saved)
     train_nerf({"steps": 12}, resume=run_dir)
     assert runs.latest_checkpoint(run_dir).name == "step_0000012"
     assert json.loads((run_dir / "metrics.json").read_text())["steps"] == 12

@@ -107,6 +107,12 @@ def _as_default_type(key: str, value, source: str):
     return float(number)
 
 
+def load_run_config(run_dir: str | Path) -> dict:
+    """A run's saved config over DEFAULTS, so that runs saved before a config key existed still
+    resume and load (they get the key's default)."""
+    return merge_config(DEFAULTS, runs.load_config(run_dir), source=str(Path(run_dir) / "config.yaml"))
+
+
 def build_field(config: dict) -> RadianceField:
     """The radiance field a config describes (raises NeuralFieldsError for an impossible spec)."""
     try:
@@ -291,7 +297,7 @@ def train_nerf(config: dict, resume: str | Path | None = None) -> Path:
     """
     if resume is not None:
         run_dir = Path(resume)
-        config = merge_config(runs.load_config(run_dir), config, source="--resume overrides")
+        config = merge_config(load_run_config(run_dir), config, source="--resume overrides")
         ckpt = runs.latest_checkpoint(run_dir)
         if ckpt is None:
             raise NeuralFieldsError(f"cannot resume {run_dir}: it holds no checkpoint")
@@ -371,7 +377,7 @@ def finish_run(trainer: NerfTrainer, run_dir: Path, scene_dir: Path, device: tor
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RadianceField, SamplingPath, dict]:
     """The trained field and its sampler (occupancy grid included) from a run's latest checkpoint."""
-    config = runs.load_config(run_dir)
+    config = load_run_config(run_dir)
     ckpt = runs.latest_checkpoint(run_dir)
     if ckpt is None:
         raise NeuralFieldsError(f"{run_dir} holds no checkpoint")
