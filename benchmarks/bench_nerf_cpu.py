@@ -125,7 +125,8 @@ def main() -> None:
     result = {
         "benchmark": "nerf_cpu", "run": args.only, "scene": args.scene, "spec": config["spec"],
         "sampling": trainer.path.name, "precision": trainer.precision,
-        "resolution": [test_views.height, test_views.width], "train_budget_s": args.budget, "train_seconds": round(trainer.train_seconds, 1), "steps": trainer.step,
+        "resolution": [test_views.height, test_views.width], "train_budget_s": args.budget,
+        "train_seconds": round(trainer.train_seconds, 1), "steps": trainer.step,
         "parameters": report["parameters"], "dense_parameters": report["dense_parameters"],
         "percent_of_dense": round(report["percent_of_dense"], 3), "bytes_fp32": report["bytes_fp32"],
         "test_psnr": final["psnr"] if final else None, "test_ssim": final["ssim"] if final else None,
