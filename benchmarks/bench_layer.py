@@ -29,8 +29,13 @@ OMEGA = 100.0
 
 
 def time_forward_backward(layer: torch.nn.Module, x: torch.Tensor) -> float:
+    """Seconds for one forward+backward pass. On CUDA it waits for the queued kernels before each
+    clock read: kernels run asynchronously, so the clock alone would time only their launches."""
+    wait_for_device = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    wait_for_device()
     start = time.perf_counter()
     layer(x).sum().backward()
+    wait_for_device()
     return time.perf_counter() - start
 
 
@@ -45,11 +50,7 @@ def bench_config(batch: int, n_in: int, n_out: int, ranks, repeats: int, device:
             time_forward_backward(layer, x)
     for _ in range(repeats):
         for spec, layer in layers.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
             times[spec].append(time_forward_backward(layer, x))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
     dense = statistics.median(times["dense"])
     return {
         "shape": f"{batch}x{n_in}->{n_out}",

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuralfields.data.blender import load_blender_split, resolve_scene_dir
+from neuralfields.data.blender import load_blender_split
+from neuralfields.data.scenes import resolve_scene_dir
 from neuralfields.media import save_png
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays, orbit_camtoworlds, pixel_rays
@@ -172,6 +173,27 @@ def test_resolve_scene_dir(tmp_path):
         resolve_scene_dir("chair", data_dir=tmp_path)
 
 
+def test_resolve_scene_dir_accepts_the_scene_folder_as_data_dir(tmp_path):
+    """--data-dir may be the scene folder itself: named like the scene, or holding a scene's files."""
+    scene = _write_scene(tmp_path / "lego", [_random_rgba(4, 4, 0)])
+    assert resolve_scene_dir("lego", data_dir=scene) == scene
+    assert resolve_scene_dir("chair", data_dir=scene) == scene  # transforms_train.json, whatever the name
+    (tmp_path / "empty" / "ship").mkdir(parents=True)
+    assert resolve_scene_dir("ship", data_dir=tmp_path / "empty" / "ship") == tmp_path / "empty" / "ship"
+    (scene / "lego").mkdir()  # a scene folder inside data_dir still wins
+    assert resolve_scene_dir("lego", data_dir=scene) == scene / "lego"
+
+
+def test_resolve_scene_dir_names_both_data_dir_forms_and_paths_tried(tmp_path):
+    with pytest.raises(NeuralFieldsError) as info:
+        resolve_scene_dir("lego", data_dir=tmp_path / "data")
+    message = str(info.value)
+    assert message.startswith(f"scene folder not found: {tmp_path / 'data' / 'lego'}; --data-dir {tmp_path / 'data'} ")
+    assert "folder holding the scene folders (DIR/lego)" in message
+    assert "scene folder itself (named 'lego' or holding transforms_train.json or poses_bounds.npy)" in message
+    assert "nerf_synthetic.zip" in message and "<data>/nerf_synthetic" not in message and "\n" not in message
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
@@ -234,9 +256,10 @@ def test_bad_camera_angle(scene):
 
 
 def test_unreadable_image_names_file(scene):
-    (scene / "train" / "r_1.png").write_bytes(b"this is not a png")
-    with pytest.raises(NeuralFieldsError, match=r"cannot read image .*train/r_1\.png"):
+    (scene / "train" / "r_1.png").write_text("this is not a png")
+    with pytest.raises(NeuralFieldsError) as info:
         load_blender_split(scene, "train")
+    assert str(info.value) == f"{scene / 'train' / 'r_1.png'} is not a readable image (PNG/JPEG)"
 
 
 def test_missing_image_names_file(scene):

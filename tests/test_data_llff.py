@@ -6,6 +6,7 @@ import torch
 
 from neuralfields.media import save_png
 from neuralfields.data.llff import average_pose, load_llff_scene, save_llff_scene
+from neuralfields.data.scenes import resolve_scene_dir
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays, ndc_rays
 
@@ -100,6 +101,21 @@ def test_misshaped_poses_bounds(scene):
     np.save(scene_dir / "poses_bounds.npy", np.zeros((NUM_VIEWS, 16)))
     with pytest.raises(NeuralFieldsError, match=r"poses_bounds\.npy has shape \(10, 16\); expected \(N, 17\)"):
         load_llff_scene(scene_dir)
+
+
+def test_unreadable_image_names_file(scene):
+    scene_dir, _, _ = scene
+    (scene_dir / "images" / "IMG_003.png").write_text("this is not a png")
+    with pytest.raises(NeuralFieldsError) as info:
+        load_llff_scene(scene_dir, factor=1)
+    assert str(info.value) == f"{scene_dir / 'images' / 'IMG_003.png'} is not a readable image (PNG/JPEG)"
+
+
+def test_data_dir_may_be_the_llff_scene_folder(scene):
+    """A --data-dir holding poses_bounds.npy is the scene folder, whatever the scene name."""
+    scene_dir, _, _ = scene
+    assert resolve_scene_dir("fern", data_dir=scene_dir.parent) == scene_dir
+    assert resolve_scene_dir("horns", data_dir=scene_dir) == scene_dir
 
 
 def test_pose_count_must_match_images(scene):

@@ -8,8 +8,9 @@ import pytest
 import torch
 import trimesh
 
-from neuralfields.data.blender import load_blender_split, resolve_scene_dir
+from neuralfields.data.blender import load_blender_split
 from neuralfields.data.demo_scene import build_demo_parts, ensure_demo_scene, raycasting_scene
+from neuralfields.data.scenes import resolve_scene_dir
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays
 
@@ -96,3 +97,5 @@ def test_resolve_demo_scene_generates_the_default_scene(tmp_path):
     assert root == tmp_path / "demo"
     views = load_blender_split(root, "train")
     assert (len(views), views.width) == (40, 100)
+    assert resolve_scene_dir("demo", data_dir=root) == root  # --data-dir may be the demo folder itself
+    assert not (root / "demo").exists()

@@ -11,7 +11,8 @@ from neuralfields.errors import NeuralFieldsError
 from neuralfields.meshing.marching import extract_mesh
 from neuralfields.meshing.mesh_io import EXPORT_FORMATS, export_mesh
 from neuralfields.meshing.shapes import Sphere
-from neuralfields.training.occupancy import resolve_config, train_occupancy
+from neuralfields.config import defaults, overlay
+from neuralfields.training.occupancy import OccupancyConfig, train_occupancy
 
 
 
@@ -42,13 +43,12 @@ def test_unknown_export_format_is_refused(tmp_path):
 def test_export_script_meshes_an_occupancy_run_in_original_coordinates(tmp_path, run_script):
     mesh_file = tmp_path / "ball.obj"
     Sphere(1.0, (0.0, 10.0, 0.0)).mesh(4).export(mesh_file)
-    train_occupancy(resolve_config({
-        "mesh": str(mesh_file), "spec": "sine:1", "model": {"hidden_dim": 64},
-        "samples": {"num_uniform": 10_000, "num_surface": 10_000},
-        "train": {"steps": 150, "batch_size": 1024, "lr": 3e-3},
-        "eval": {"uniform_points": 5_000, "grid_resolution": 16, "surface_samples": 2_000},
+    train_occupancy(overlay(defaults(OccupancyConfig), {
+        "mesh": str(mesh_file), "spec": "sine:1", "width": 64, "num_uniform": 10_000, "num_surface": 10_000,
+        "steps": 150, "batch_size": 1024, "lr": 3e-3,
+        "eval_uniform_points": 5_000, "eval_grid_resolution": 16, "eval_surface_samples": 2_000,
         "device": "cpu", "cache_dir": str(tmp_path / "cache"),
-    }), tmp_path / "run", progress=False)
+    }, "test"), run_dir=tmp_path / "run", progress=False)
     code, _, stderr = run_script("export_mesh.py", str(tmp_path / "run"), "--resolution", "32", "--format", "glb")
     assert code == 0, stderr
     mesh = trimesh.load(tmp_path / "run" / "mesh_32.glb", force="mesh")
@@ -63,19 +63,19 @@ def test_export_script_refuses_a_folder_that_is_not_a_run(tmp_path, run_script):
 
 def test_export_script_meshes_a_nerf_run_with_vertex_colours(tmp_path, run_script):
     """A small untrained NeRF run folder: the mesh lies in the scene box, colours come from the field."""
-    from neuralfields.training import nerf
-    from neuralfields.training.runs import save_checkpoint, save_config
+    from neuralfields.config import to_mapping
+    from neuralfields.storage import save_checkpoint, save_config
+    from neuralfields.training.nerf import NerfConfig, build_model
 
-    config = nerf.merge_config(nerf.DEFAULTS, {
+    config = overlay(defaults(NerfConfig), {
         "spec": "dense", "num_layers": 2, "width": 16, "color_width": 8, "xyz_freqs": 2, "dir_freqs": 1,
         "grid_resolution": 8, "aabb": [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], "device": "cpu",
-    })
+    }, "test")
     torch.manual_seed(0)
-    field = nerf.build_field(config)
-    sampler = nerf.build_sampling_path(config, torch.device("cpu"))
-    save_checkpoint(tmp_path, 1, nerf.FieldWithSampler(field, sampler.estimator))
-    save_config(tmp_path, config)
-    field.eval()
+    model = build_model(config)
+    save_checkpoint(tmp_path, 1, model)
+    save_config(tmp_path, to_mapping(config))
+    field = model.field.eval()
     with torch.no_grad():
         density = field.query_density(torch.rand(4096, 3) * 2 - 1)
     level = float(density.median())

@@ -8,24 +8,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neuralfields.config import defaults, overlay
 from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
 from neuralfields.fields.occupancy import OccupancyField
 from neuralfields.layers.counting import parameter_report
 from neuralfields.meshing.shapes import Sphere
-from neuralfields.training.occupancy import load_occupancy_run, resolve_config, train_occupancy
-from neuralfields.training.runs import latest_checkpoint
+from neuralfields.runs import open_run
+from neuralfields.storage import latest_checkpoint
+from neuralfields.training.occupancy import OccupancyConfig, train_occupancy
 
 
-def tiny_config(mesh_path: Path, cache_dir: Path, **train) -> dict:
-    return resolve_config({
-        "mesh": str(mesh_path),
-        "spec": "sine:1",
-        "model": {"hidden_dim": 64},
-        "samples": {"num_uniform": 20_000, "num_surface": 20_000},
-        "train": {"steps": 200, "batch_size": 1024, "lr": 3e-3, "checkpoint_every": 100, **train},
-        "eval": {"uniform_points": 20_000, "grid_resolution": 32, "surface_samples": 5_000},
-        "device": "cpu",
-        "cache_dir": str(cache_dir),
+def occupancy_config(**values) -> OccupancyConfig:
+    return overlay(defaults(OccupancyConfig), values, "test")
+
+
+def tiny_config(mesh_path: Path, cache_dir: Path, **train) -> OccupancyConfig:
+    return occupancy_config(**{
+        "mesh": str(mesh_path), "spec": "sine:1", "width": 64, "num_uniform": 20_000, "num_surface": 20_000,
+        "steps": 200, "batch_size": 1024, "lr": 3e-3, "checkpoint_every": 100,
+        "eval_uniform_points": 20_000, "eval_grid_resolution": 32, "eval_surface_samples": 5_000,
+        "device": "cpu", "cache_dir": str(cache_dir), **train,
     })
 
 
@@ -39,9 +41,9 @@ def sphere_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained_run(sphere_file, tmp_path_factory) -> tuple[Path, dict]:
-    run_dir = tmp_path_factory.mktemp("run")
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
     config = tiny_config(sphere_file, run_dir.parent / "cache")
-    return run_dir, train_occupancy(config, run_dir, progress=False)
+    return train_occupancy(config, run_dir=run_dir, progress=False)
 
 
 def test_reference_model_at_rank_one_is_two_percent_of_dense():
@@ -53,7 +55,7 @@ def test_reference_model_at_rank_one_is_two_percent_of_dense():
 def test_short_run_learns_a_sphere(trained_run):
     run_dir, metrics = trained_run
     assert metrics["iou_uniform"] >= 0.9
-    assert metrics["iou_grid_32"] >= 0.9
+    assert metrics["iou_grid"] >= 0.9 and metrics["iou_grid_resolution"] == 32
     assert metrics["chamfer_l1"] < 0.02
     assert metrics["steps"] == 200
     assert json.loads((run_dir / "metrics.json").read_text())["iou_uniform"] == metrics["iou_uniform"]
@@ -69,42 +71,43 @@ def test_extracted_mesh_is_in_original_coordinates(trained_run):
 
 def test_resume_continues_from_latest_checkpoint(trained_run, sphere_file):
     run_dir, _ = trained_run
-    field, config, _ = load_occupancy_run(run_dir)
-    config["train"]["steps"] = 230
-    metrics = train_occupancy(config, run_dir, resume=True, progress=False)
-    assert metrics["steps"] == 230
+    _, metrics = train_occupancy({"steps": 230}, resume=run_dir, progress=False)
+    assert metrics["steps"] == 230 and open_run(run_dir).config.steps == 230
     assert latest_checkpoint(run_dir).name == "step_0000230"
     assert metrics["iou_uniform"] >= 0.9
 
 
 def test_nan_loss_stops_with_one_line(sphere_file, tmp_path):
-    config = tiny_config(sphere_file, tmp_path / "cache", lr=float("inf"), steps=20)
-    with pytest.raises(NonFiniteLossError, match=r"^loss became nan at step \d+; no checkpoint"):
-        train_occupancy(config, tmp_path, progress=False)
+    config = tiny_config(sphere_file, tmp_path / "cache", lr=1e30, steps=20)
+    with pytest.raises(NonFiniteLossError, match=r"^loss became (nan|inf) at step \d+; no checkpoint"):
+        train_occupancy(config, run_dir=tmp_path / "run", progress=False)
 
 
 def test_time_budget_stops_training(sphere_file, tmp_path):
-    config = tiny_config(sphere_file, tmp_path / "cache", steps=10**6, max_seconds=1.0)
-    metrics = train_occupancy(config, tmp_path, progress=False)
-    assert 0 < metrics["steps"] < 10**6 and metrics["train_seconds"] < 3.0
+    config = tiny_config(sphere_file, tmp_path / "cache", steps=None, time_budget_s=1.0)
+    _, metrics = train_occupancy(config, run_dir=tmp_path / "run", progress=False)
+    assert 0 < metrics["steps"] and 1.0 <= metrics["train_seconds"] < 3.0
 
 
 def test_bad_config_values_are_named():
-    with pytest.raises(NeuralFieldsError, match="unknown occupancy config key 'train.step'"):
-        resolve_config({"train": {"step": 3}})
-    with pytest.raises(NeuralFieldsError, match="occupancy config key 'spec': malformed layer spec"):
-        resolve_config({"spec": "sine"})
-    with pytest.raises(NeuralFieldsError, match=r"occupancy config key 'train.batch_size' must be a number >= 1, got 0"):
-        resolve_config({"train": {"batch_size": 0}})
-    with pytest.raises(NeuralFieldsError, match=r"occupancy config key 'eval.grid_resolution' must be a number >= 2, got 'x'"):
-        resolve_config({"eval": {"grid_resolution": "x"}})
-    assert resolve_config({"spec": "sine:2"})["spec"] == "sine:2@100"
+    with pytest.raises(NeuralFieldsError, match="test: unknown config key 'step'"):
+        occupancy_config(step=3)
+    with pytest.raises(NeuralFieldsError, match="test: spec: malformed layer spec"):
+        occupancy_config(spec="sine")
+    with pytest.raises(NeuralFieldsError, match=r"test: batch_size must be >= 1, got 0"):
+        occupancy_config(batch_size=0)
+    with pytest.raises(NeuralFieldsError, match=r"test: eval_grid_resolution must be a whole number, got 'x'"):
+        occupancy_config(eval_grid_resolution="x")
+    with pytest.raises(NeuralFieldsError, match=r"^rank 300 is larger than the layer width 256 allows$"):
+        occupancy_config(spec="sine:300")
+    assert str(occupancy_config(spec="sine:2").spec) == "sine:2@100"
 
 
 def test_script_reports_missing_mesh_in_one_line(tmp_path, run_script):
     code, _, stderr = run_script("train_occupancy.py", "--mesh", str(tmp_path / "nope.obj"), "--output-root", str(tmp_path))
     assert code == 2
     assert stderr.strip() == f"error: mesh file not found: {tmp_path / 'nope.obj'}"
+    assert list(tmp_path.iterdir()) == []  # bad input makes no run folder
 
 
 def test_script_rejects_bad_rank(tmp_path, run_script):
@@ -116,17 +119,17 @@ def test_script_rejects_bad_rank(tmp_path, run_script):
 def test_script_trains_default_shape_into_run_folder(tmp_path, run_script):
     config_file = tmp_path / "small.yaml"
     config_file.write_text(
-        "samples: {num_uniform: 5000, num_surface: 5000}\n"
-        "eval: {uniform_points: 5000, grid_resolution: 24, surface_samples: 2000}\n"
+        "num_uniform: 5000\nnum_surface: 5000\n"
+        "eval_uniform_points: 5000\neval_grid_resolution: 24\neval_surface_samples: 2000\n"
         f"cache_dir: {tmp_path / 'cache'}\n"
     )
-    code, _, stderr = run_script("train_occupancy.py", "--config", str(config_file), "--kind", "lowrank", "--rank", "2", "--steps", "3",
-                        "--batch-size", "256", "--threads", "1", "--output-root", str(tmp_path))
+    code, _, stderr = run_script("train_occupancy.py", "--preset", str(config_file), "--kind", "lowrank", "--rank", "2",
+                                 "--steps", "3", "--batch-size", "256", "--threads", "1", "--output-root", str(tmp_path))
     assert code == 0, stderr
     (run_dir,) = (tmp_path / "occupancy" / "default-shape" / "lowrank-k2").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["spec"] == "lowrank:2" and metrics["steps"] == 3
-    assert {"iou_uniform", "iou_grid_24", "chamfer_l1", "normal_consistency", "percent_of_dense"} <= set(metrics)
+    assert {"iou_uniform", "iou_grid", "chamfer_l1", "normal_consistency", "percent_of_dense"} <= set(metrics)
     assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints").is_dir()
 
 
@@ -134,4 +137,4 @@ def test_script_refuses_to_resume_a_run_of_another_kind(tmp_path, run_script):
     (tmp_path / "config.yaml").write_text("scene: lego\n")
     code, _, stderr = run_script("train_occupancy.py", "--resume", str(tmp_path))
     assert code == 2
-    assert stderr.strip() == f"error: {tmp_path} is not an occupancy run (its config.yaml has no 'task: occupancy')"
+    assert stderr.strip() == f"error: {tmp_path} is a run of task 'nerf', not 'occupancy'"

@@ -8,8 +8,10 @@ from torch import nn
 
 from neuralfields.rendering import volume
 from neuralfields.rendering.cameras import image_rays, orbit_camtoworlds
-from neuralfields.rendering.estimator import CpuOccGridEstimator, UniformSampler, create_sampling_path
+from neuralfields.rendering.occupancy_grid import CpuOccGridEstimator
 from neuralfields.rendering.render import RenderSettings, render_image
+from neuralfields.rendering.sampling import create_sampling_path
+from neuralfields.rendering.uniform import UniformSampler
 
 
 class GaussianBlobs(nn.Module):
@@ -77,26 +79,18 @@ def test_early_stop_and_grid_cut_samples():
     rays_o = torch.tensor([[0.3, 0.0, 4.0]]).repeat(2, 1)
     rays_d = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
     sigma_fn = lambda s, e, r: field.query_density(rays_o[r] + rays_d[r] * ((s + e) / 2)[:, None])
-    _, starts_all, _ = estimator.sampling(rays_o[:1], rays_d[:1], None, 2.0, 6.0, 5e-3, 0.0)
-    indices, starts, _ = estimator.sampling(rays_o, rays_d, sigma_fn, 2.0, 6.0, 5e-3, 1e-4)
+    bounds = {"near_plane": 2.0, "far_plane": 6.0, "render_step_size": 5e-3}
+    _, starts_all, _ = estimator.sampling(rays_o[:1], rays_d[:1], early_stop_eps=0.0, **bounds)
+    indices, starts, _ = estimator.sampling(rays_o, rays_d, sigma_fn=sigma_fn, early_stop_eps=1e-4, **bounds)
     assert len(starts_all) < 0.4 * (3.0 / 5e-3), "samples only inside occupied cells"
     assert 0 < (indices == 0).sum() < 0.5 * len(starts_all), "early stopping drops occluded samples"
     assert starts.max() < 4.0 - 0.1 + 0.25, "no sample far behind the opaque surface"
 
 
-def test_packed_transmittance_matches_nerfacc_example():
-    """The worked example of nerfacc.render_weight_from_density's docstring."""
-    t_starts = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    sigmas = torch.tensor([0.4, 0.8, 0.1, 0.8, 0.1, 0.0, 0.9])
-    rays = torch.tensor([0, 0, 0, 1, 1, 2, 2])
-    trans, alphas = volume.render_transmittance_from_density(t_starts, t_starts + 1, sigmas, rays, 3)
-    torch.testing.assert_close(trans, torch.tensor([1.0, 0.67, 0.30, 1.0, 0.45, 1.0, 1.0]), atol=6e-3, rtol=0)
-    weights = trans * alphas
-    torch.testing.assert_close(weights, torch.tensor([0.33, 0.37, 0.03, 0.55, 0.04, 0.0, 0.59]), atol=6e-3, rtol=0)
-
-
 def test_uniform_sampler_is_evenly_spaced():
-    ray_indices, t_starts, t_ends = UniformSampler(64).sampling(torch.zeros(3, 3), torch.eye(3), None, 2.0, 6.0)
+    ray_indices, t_starts, t_ends = UniformSampler(64).sampling(
+        torch.zeros(3, 3), torch.eye(3), near_plane=2.0, far_plane=6.0
+    )
     assert ray_indices.tolist() == [i for i in range(3) for _ in range(64)]
     torch.testing.assert_close(t_ends - t_starts, torch.full((192,), 4.0 / 64))
     assert math.isclose(t_starts[0].item(), 2.0) and math.isclose(t_ends[63].item(), 6.0, rel_tol=1e-6)
@@ -134,7 +128,8 @@ def test_segmented_visibility_matches_all_at_once_with_fewer_queries():
             count["n"] += len(s)
             return field.query_density(rays_o[r] + rays_d[r] * ((s + e) / 2)[:, None])
 
-        results.append(estimator.sampling(rays_o, rays_d, sigma_fn, 2.0, 6.0, 0.01, 1e-3, alpha_thre=1e-3))
+        results.append(estimator.sampling(rays_o, rays_d, sigma_fn=sigma_fn, near_plane=2.0, far_plane=6.0,
+                                          render_step_size=0.01, early_stop_eps=1e-3, alpha_thre=1e-3))
         queried.append(count["n"])
     for segmented, at_once in zip(*results):
         assert torch.equal(segmented, at_once)

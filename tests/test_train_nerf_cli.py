@@ -16,7 +16,7 @@ def tiny_preset(tmp_path):
 
 def test_tiny_run_writes_metrics(tiny_scene, tiny_preset, tmp_path, run_script):
     result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--preset", str(tiny_preset), "--rank", "2", "--omega", "30",
-                        "--steps", "4", "--output", str(tmp_path / "out"))
+                        "--steps", "4", "--output-root", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "device: cpu; precision: float32; sampling: pure-torch occupancy grid 16^3" in result.stdout
     (metrics_path,) = (tmp_path / "out" / "demo" / "sine-k2").glob("*/metrics.json")
@@ -39,7 +39,7 @@ def test_bad_layer_arguments(args, message, run_script):
 
 
 def test_rank_larger_than_width(tiny_scene, tmp_path, run_script):
-    result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--preset", "cpu", "--rank", "300", "--output", str(tmp_path))
+    result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--preset", "cpu", "--rank", "300", "--output-root", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == "error: rank 300 is larger than the layer width 128 allows"
 
@@ -47,7 +47,7 @@ def test_rank_larger_than_width(tiny_scene, tmp_path, run_script):
 def test_unwritable_output_folder(tiny_scene, tmp_path, run_script):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--output", str(blocker / "runs"))
+    result = run_script("train_nerf.py", "--scene", str(tiny_scene), "--output-root", str(blocker / "runs"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: output folder {blocker / 'runs'}") and "not writable" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

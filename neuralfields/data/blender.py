@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,67 +18,15 @@ import torch
 from tqdm import tqdm
 
 from neuralfields.data.images import area_downscale, composite, read_image
+from neuralfields.data.views import ViewSet
 from neuralfields.errors import NeuralFieldsError
 
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "data"
 DEFAULT_NEAR = 2.0
 DEFAULT_FAR = 6.0
 SPLITS = ("train", "val", "test")
-DATASET_HINT = (
-    "the public NeRF synthetic (Blender) dataset, nerf_synthetic.zip of Mildenhall et al. "
-    "(ECCV 2020, https://www.matthewtancik.com/nerf), unzipped so that <data>/nerf_synthetic/<scene>/"
-    "transforms_train.json exists"
-)
-
-
-@dataclass
-class ViewSet:
-    """Posed images of one split, on the CPU as float32 torch tensors.
-
-    images (N,H,W,3) in [0,1], already composited on the background; alphas (N,H,W) coverage;
-    camtoworlds (N,4,4) OpenGL convention; focal in pixels at this (downscaled) resolution;
-    near/far ray bounds in world units; names are the frame file paths as written in the json.
-    ndc is True for forward-facing LLFF scenes: rays go through
-    neuralfields.rendering.cameras.ndc_rays (image_rays(..., ndc=True)) first, and near/far (0/1)
-    are then NDC ray parameters.
-    """
-
-    images: torch.Tensor
-    alphas: torch.Tensor
-    camtoworlds: torch.Tensor
-    focal: float
-    height: int
-    width: int
-    near: float
-    far: float
-    names: list[str]
-    ndc: bool = False
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-
-def resolve_scene_dir(scene: str, data_dir: str | Path | None = None) -> Path:
-    """Turn a --scene value into a scene folder.
-
-    "demo" -> the embedded demo scene (generated on first use under <data_dir or repo data>/demo);
-    a path (it contains "/") -> that folder; a name -> <data_dir>/<name> when data_dir is given,
-    else <repo>/data/nerf_synthetic/<name>. Raises NeuralFieldsError when the folder is missing.
-    """
-    if scene == "demo":
-        from neuralfields.data.demo_scene import ensure_demo_scene
-
-        root = Path(data_dir) / "demo" if data_dir is not None else DEFAULT_DATA_ROOT / "demo"
-        return ensure_demo_scene(root)
-    if "/" in scene or os.sep in scene:
-        scene_dir = Path(scene)
-    elif data_dir is not None:
-        scene_dir = Path(data_dir) / scene
-    else:
-        scene_dir = DEFAULT_DATA_ROOT / "nerf_synthetic" / scene
-    if not scene_dir.is_dir():
-        raise NeuralFieldsError(f"scene folder not found: {scene_dir}; it should come from {DATASET_HINT}")
-    return scene_dir
+DATASET_SOURCE = ("the public NeRF synthetic (Blender) dataset, nerf_synthetic.zip of Mildenhall et al. "
+                  "(ECCV 2020, https://www.matthewtancik.com/nerf)")
+DATASET_HINT = f"{DATASET_SOURCE}, unzipped so that <data>/nerf_synthetic/<scene>/transforms_train.json exists"
 
 
 def _read_transforms(path: Path) -> dict:

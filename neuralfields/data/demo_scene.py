@@ -30,7 +30,7 @@ import torch
 import trimesh
 from tqdm import tqdm
 
-from neuralfields.data.blender import DEFAULT_DATA_ROOT
+from neuralfields.data import DEFAULT_DATA_ROOT
 from neuralfields.media import save_png
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.rendering.cameras import image_rays, look_at, orbit_camtoworlds

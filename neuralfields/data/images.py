@@ -16,19 +16,20 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an 8- or 16-bit PNG/JPEG as float32 in [0, 1] with shape (H, W, C), C in {3, 4}.
 
     Grey images are expanded to RGB. Raises NeuralFieldsError naming the file if it is missing
-    or cannot be decoded.
+    or cannot be decoded (imageio's message for that, "`pillow` can not handle the given uri", names
+    neither the file nor what is wrong).
     """
     path = Path(path)
     if not path.is_file():
         raise NeuralFieldsError(f"image file not found: {path}")
     try:
         pixels = iio.imread(path, plugin="pillow")
-    except Exception as exc:  # imageio raises many types for corrupt or unknown files
-        raise NeuralFieldsError(f"cannot read image {path}: {exc}") from None
+    except Exception:  # imageio raises many types for corrupt or unknown files
+        raise NeuralFieldsError(f"{path} is not a readable image (PNG/JPEG)") from None
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=-1)
     if pixels.ndim != 3 or pixels.shape[-1] not in (1, 2, 3, 4):
-        raise NeuralFieldsError(f"cannot read image {path}: unexpected pixel array shape {pixels.shape}")
+        raise NeuralFieldsError(f"{path} is not a readable image (PNG/JPEG): pixel array of shape {pixels.shape}")
     if pixels.shape[-1] in (1, 2):  # grey or grey+alpha
         grey = np.repeat(pixels[..., :1], 3, axis=-1)
         pixels = np.concatenate([grey, pixels[..., 1:]], axis=-1)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from neuralfields.data.blender import ViewSet
 from neuralfields.data.images import area_downscale, read_image
+from neuralfields.data.views import ViewSet
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.media import save_png
 

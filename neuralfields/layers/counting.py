@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from neuralfields.layers.linear import FACTORISED_LAYERS
+
+
+def is_factorised(module: nn.Module) -> bool:
+    """Factorised layers of any registered kind report the size of their dense equivalent."""
+    return hasattr(module, "dense_parameter_count")
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -15,7 +19,7 @@ def dense_parameter_count(model: nn.Module) -> int:
     """Parameters of the same model with every factorised layer replaced by nn.Linear."""
     total = 0
     for module in model.modules():
-        if isinstance(module, FACTORISED_LAYERS):
+        if is_factorised(module):
             total += module.dense_parameter_count()
         else:
             total += sum(p.numel() for p in module.parameters(recurse=False))
@@ -26,8 +30,8 @@ def layer_table(model: nn.Module) -> list[dict]:
     """One row per linear layer: name, type, shape, rank, parameters and dense parameters."""
     rows = []
     for name, module in model.named_modules():
-        if isinstance(module, FACTORISED_LAYERS) or isinstance(module, nn.Linear):
-            factorised = isinstance(module, FACTORISED_LAYERS)
+        if is_factorised(module) or isinstance(module, nn.Linear):
+            factorised = is_factorised(module)
             rows.append({
                 "name": name,
                 "type": type(module).__name__,

@@ -119,12 +119,9 @@ class SineLowRankLinear(_FactorisedLinear):
         return f"{super().extra_repr()}, omega={self.omega:g}, scale={self.scale:g}"
 
 
-FACTORISED_LAYERS = (LowRankLinear, SineLowRankLinear)
-
-
 def weight_matrix(layer: nn.Module) -> torch.Tensor:
     """The (out, in) weight matrix of any supported linear layer, nn.Linear included."""
-    if isinstance(layer, FACTORISED_LAYERS):
+    if isinstance(layer, _FactorisedLinear):
         return layer.weight_matrix()
     if isinstance(layer, nn.Linear):
         return layer.weight

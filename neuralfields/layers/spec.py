@@ -1,7 +1,12 @@
-"""One layer spec for every network: `dense`, `lowrank:K`, `sine:K`, `sine:K@OMEGA`.
+"""One layer spec for every network (`dense`, `lowrank:K`, `sine:K`, `sine:K@OMEGA`) and the
+registry of layer kinds behind it.
 
 Networks receive a LayerSpec and call `spec.build(in_features, out_features)`; nothing else in the
-code base knows which kind of linear layer it holds.
+code base knows which kind of linear layer it holds. A kind is registered once in `KINDS` (its
+name, whether it takes a rank, the name and default of its `@` parameter, its builder); the parser,
+the CLI's `--kind` choices and the error messages all read that table, so adding a kind (adaptive
+rank, adapters) touches this file and the layer's own module only. Parameter counting needs no
+entry: factorised layers report their own `dense_parameter_count()`.
 
 Policy for layers where factorising does not pay: when a rank-K factorisation would store at least
 as many weights as the dense matrix (K * (in + out) >= in * out, e.g. a 256->1 head, or any K >=
@@ -13,85 +18,126 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from torch import nn
 
 from neuralfields.layers.linear import LowRankLinear, SineLowRankLinear
 
-KINDS = ("dense", "lowrank", "sine")
-DEFAULT_OMEGA = 100.0
-"""Omega for a sine spec that names none and gets no task default (the reference's occupancy value)."""
+
+@dataclass(frozen=True)
+class LayerKind:
+    """A registered kind of linear layer: `build(in, out, rank, param, bias)` makes one."""
+
+    name: str
+    takes_rank: bool
+    build: Callable[[int, int, int | None, float | None, bool], nn.Module]
+    param: str | None = None
+    """Name of the kind's `@VALUE` suffix (sine: omega), None when the kind takes none."""
+    default_param: float | None = None
+    syntax: tuple[str, ...] = ()
+    """How its specs are written, for error messages."""
+
+
+SINE_DEFAULT_OMEGA = 100.0
+"""Omega of sine layers when a spec names none (the reference NeRF and occupancy networks' value;
+both tasks use it, and a run's config.yaml records the omega it resolved to)."""
+
+KINDS: dict[str, LayerKind] = {
+    kind.name: kind
+    for kind in (
+        LayerKind("dense", False, lambda i, o, rank, param, bias: nn.Linear(i, o, bias=bias), syntax=("'dense'",)),
+        LayerKind("lowrank", True, lambda i, o, rank, param, bias: LowRankLinear(i, o, rank, bias=bias),
+                  syntax=("'lowrank:K'",)),
+        LayerKind("sine", True, lambda i, o, rank, param, bias: SineLowRankLinear(i, o, rank, param, bias=bias),
+                  param="omega", default_param=SINE_DEFAULT_OMEGA, syntax=("'sine:K'", "'sine:K@OMEGA'")),
+    )
+}
 
 _SPEC_PATTERN = re.compile(r"^(?P<kind>[a-z]+)(?::(?P<rank>[^@]*))?(?:@(?P<omega>.*))?$")
-_ACCEPTED = "expected 'dense', 'lowrank:K', 'sine:K' or 'sine:K@OMEGA' with K an integer >= 1 and OMEGA a number > 0"
+
+
+def _accepted() -> str:
+    forms = [form for kind in KINDS.values() for form in kind.syntax]
+    return f"expected {', '.join(forms[:-1])} or {forms[-1]} with K an integer >= 1 and OMEGA a number > 0"
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """Which linear layer to build: kind, rank K (factorised kinds) and omega (sine)."""
+    """Which linear layer to build: kind, rank K (factorised kinds) and omega (the `@` parameter)."""
 
     kind: str
     rank: int | None = None
     omega: float | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown layer kind {self.kind!r}; {_ACCEPTED}")
-        if self.kind == "dense":
+        accepted = _accepted()
+        kind = KINDS.get(self.kind)
+        if kind is None:
+            raise ValueError(f"unknown layer kind {self.kind!r}; {accepted}")
+        if not kind.takes_rank:
             if self.rank is not None or self.omega is not None:
-                raise ValueError(f"a dense layer takes no rank or omega; {_ACCEPTED}")
+                raise ValueError(f"a {self.kind} layer takes no rank or omega; {accepted}")
             return
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
-            raise ValueError(f"{self.kind} layers need a rank K >= 1, got {self.rank!r}; {_ACCEPTED}")
+            raise ValueError(f"{self.kind} layers need a rank K >= 1, got {self.rank!r}; {accepted}")
         if self.omega is not None:
-            if self.kind != "sine":
-                raise ValueError(f"omega applies only to sine layers, not {self.kind!r}; {_ACCEPTED}")
+            if kind.param is None:
+                raise ValueError(f"omega applies only to sine layers, not {self.kind!r}; {accepted}")
             if not math.isfinite(self.omega) or self.omega <= 0:
-                raise ValueError(f"omega must be a finite number > 0, got {self.omega!r}; {_ACCEPTED}")
+                raise ValueError(f"{kind.param} must be a finite number > 0, got {self.omega!r}; {accepted}")
 
     @classmethod
     def parse(cls, text: str | LayerSpec) -> LayerSpec:
-        """Parse `dense`, `lowrank:K`, `sine:K` or `sine:K@OMEGA` (a LayerSpec passes through)."""
+        """Parse `kind`, `kind:K` or `kind:K@VALUE` (a LayerSpec passes through)."""
         if isinstance(text, LayerSpec):
             return text
-        match = _SPEC_PATTERN.match(text.strip().lower())
+        accepted = _accepted()
+        match = _SPEC_PATTERN.match(str(text).strip().lower())
         if match is None:
-            raise ValueError(f"malformed layer spec {text!r}; {_ACCEPTED}")
-        kind, rank_text, omega_text = match.group("kind", "rank", "omega")
-        if kind == "dense":
+            raise ValueError(f"malformed layer spec {text!r}; {accepted}")
+        name, rank_text, omega_text = match.group("kind", "rank", "omega")
+        kind = KINDS.get(name)
+        if kind is not None and not kind.takes_rank:
             if rank_text is not None or omega_text is not None:
-                raise ValueError(f"malformed layer spec {text!r}: dense takes no rank or omega; {_ACCEPTED}")
-            return cls("dense")
-        if rank_text is None:
-            raise ValueError(f"malformed layer spec {text!r}: missing ':K' rank; {_ACCEPTED}")
-        try:
-            rank = int(rank_text)
-        except ValueError:
-            raise ValueError(f"malformed layer spec {text!r}: rank {rank_text!r} is not an integer; {_ACCEPTED}") from None
+                raise ValueError(f"malformed layer spec {text!r}: {name} takes no rank or omega; {accepted}")
+            return cls(name)
+        if kind is not None and rank_text is None:
+            raise ValueError(f"malformed layer spec {text!r}: missing ':K' rank; {accepted}")
+        rank = None
+        if rank_text is not None:
+            try:
+                rank = int(rank_text)
+            except ValueError:
+                raise ValueError(
+                    f"malformed layer spec {text!r}: rank {rank_text!r} is not an integer; {accepted}") from None
         omega = None
         if omega_text is not None:
             try:
                 omega = float(omega_text)
             except ValueError:
-                raise ValueError(f"malformed layer spec {text!r}: omega {omega_text!r} is not a number; {_ACCEPTED}") from None
-        return cls(kind, rank, omega)
+                raise ValueError(
+                    f"malformed layer spec {text!r}: omega {omega_text!r} is not a number; {accepted}") from None
+        return cls(name, rank, omega)
 
     def __str__(self) -> str:
-        if self.kind == "dense":
-            return "dense"
+        if not KINDS[self.kind].takes_rank:
+            return self.kind
         text = f"{self.kind}:{self.rank}"
         return f"{text}@{self.omega:g}" if self.omega is not None else text
 
     @property
     def label(self) -> str:
         """Folder-friendly name, e.g. `sine-k1`."""
-        return "dense" if self.kind == "dense" else f"{self.kind}-k{self.rank}"
+        return f"{self.kind}-k{self.rank}" if KINDS[self.kind].takes_rank else self.kind
 
-    def with_default_omega(self, omega: float) -> LayerSpec:
-        """This spec with `omega` filled in when it is a sine spec that names none."""
-        if self.kind == "sine" and self.omega is None:
-            return replace(self, omega=float(omega))
-        return self
+    def resolved(self, default_omega: float | None = None) -> LayerSpec:
+        """This spec with its `@` parameter filled in (default_omega, else the kind's default)
+        when the kind takes one and the spec names none, so that a saved config is explicit."""
+        kind = KINDS[self.kind]
+        if kind.param is None or self.omega is not None:
+            return self
+        return replace(self, omega=float(default_omega if default_omega is not None else kind.default_param))
 
     def check_rank(self, width: int) -> None:
         """Refuse a rank above the width of the layers it will be used for."""
@@ -100,13 +146,11 @@ class LayerSpec:
 
     def factorises(self, in_features: int, out_features: int) -> bool:
         """True when this spec builds a factorised layer (smaller than dense) for that shape."""
-        return self.kind != "dense" and self.rank * (in_features + out_features) < in_features * out_features
+        return self.rank is not None and self.rank * (in_features + out_features) < in_features * out_features
 
     def build(self, in_features: int, out_features: int, bias: bool = True) -> nn.Module:
         """The linear layer this spec describes (nn.Linear where factorising does not pay)."""
         if not self.factorises(in_features, out_features):
             return nn.Linear(in_features, out_features, bias=bias)
-        if self.kind == "lowrank":
-            return LowRankLinear(in_features, out_features, self.rank, bias=bias)
-        omega = self.omega if self.omega is not None else DEFAULT_OMEGA
-        return SineLowRankLinear(in_features, out_features, self.rank, omega, bias=bias)
+        spec = self.resolved()
+        return KINDS[self.kind].build(in_features, out_features, spec.rank, spec.omega, bias)

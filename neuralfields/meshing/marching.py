@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import trimesh
 from skimage import measure
-from tqdm.auto import tqdm
 
 from neuralfields.errors import NeuralFieldsError
+from neuralfields.progress import progress_bar
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -35,6 +35,25 @@ def grid_points(bounds: np.ndarray, resolution: int) -> np.ndarray:
 
 
 @torch.no_grad()
+def evaluate_points(
+    field_fn: FieldFn,
+    points: np.ndarray,
+    chunk_size: int = 65536,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    desc: str = "evaluating field",
+) -> np.ndarray:
+    """`field_fn` on (N, 3) points, `chunk_size` at a time without autograd: a float32 array of
+    N rows (shape (N,) for a scalar field, (N, C) for C channels). Every chunked field query
+    (grids, vertex colours, IoU points) goes through here."""
+    values = []
+    chunks = range(0, len(points), chunk_size)
+    for start in progress_bar(chunks, desc=desc, unit="chunk", leave=False, disable=not progress):
+        chunk = torch.from_numpy(np.ascontiguousarray(points[start : start + chunk_size], dtype=np.float32))
+        values.append(field_fn(chunk.to(device)).float().cpu().numpy())
+    return np.concatenate(values) if values else np.empty((0,), np.float32)
+
+
 def evaluate_grid(
     field_fn: FieldFn,
     bounds: np.ndarray,
@@ -47,12 +66,7 @@ def evaluate_grid(
     if resolution < 2:
         raise NeuralFieldsError(f"grid resolution must be at least 2, got {resolution}")
     points = grid_points(bounds, resolution).reshape(-1, 3)
-    values = np.empty(len(points), dtype=np.float32)
-    for start in tqdm(
-        range(0, len(points), chunk_size), desc=f"field on {resolution}^3 grid", disable=not progress
-    ):
-        chunk = torch.from_numpy(points[start : start + chunk_size]).to(device)
-        values[start : start + chunk_size] = field_fn(chunk).reshape(-1).float().cpu().numpy()
+    values = evaluate_points(field_fn, points, chunk_size, device, progress, desc=f"field on {resolution}^3 grid")
     return values.reshape(resolution, resolution, resolution)
 
 
@@ -96,15 +110,10 @@ def extract_mesh(
     return mesh
 
 
-@torch.no_grad()
 def vertex_colors(
     color_fn: FieldFn, vertices: np.ndarray, chunk_size: int, device: torch.device | str
 ) -> np.ndarray:
     """(V, 4) uint8 RGBA colours from a colour field evaluated at the vertices."""
-    points = np.asarray(vertices, dtype=np.float32)
-    rgb = np.empty((len(points), 3), dtype=np.float32)
-    for start in range(0, len(points), chunk_size):
-        chunk = torch.from_numpy(points[start : start + chunk_size]).to(device)
-        rgb[start : start + chunk_size] = color_fn(chunk).reshape(-1, 3).float().cpu().numpy()
+    rgb = evaluate_points(color_fn, np.asarray(vertices, dtype=np.float32), chunk_size, device).reshape(-1, 3)
     rgba = np.concatenate([np.clip(rgb, 0.0, 1.0), np.ones((len(rgb), 1), np.float32)], axis=1)
     return (rgba * 255.0 + 0.5).astype(np.uint8)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuralfields.rendering.cameras import image_rays
-from neuralfields.rendering.estimator import SamplingPath
+from neuralfields.rendering.sampling import SamplingPath
 
 
 @dataclass(frozen=True)

@@ -47,25 +47,6 @@ def render_transmittance_from_density(
     return trans, alphas
 
 
-@torch.no_grad()
-def render_visibility_from_density(
-    t_starts: Tensor,
-    t_ends: Tensor,
-    sigmas: Tensor,
-    ray_indices: Tensor,
-    n_rays: int,
-    early_stop_eps: float = 1e-4,
-    alpha_thre: float = 0.0,
-) -> Tensor:
-    """Mask of samples that still matter: transmittance >= early_stop_eps (the ray is not yet
-    spent) and, when alpha_thre > 0, opacity >= alpha_thre (not empty). Same rule as nerfacc."""
-    trans, alphas = render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
-    visible = trans >= early_stop_eps
-    if alpha_thre > 0:
-        visible = visible & (alphas >= alpha_thre)
-    return visible
-
-
 def accumulate_along_rays(
     weights: Tensor, ray_indices: Tensor, n_rays: int, values: Tensor | None = None
 ) -> Tensor:

@@ -1,66 +1,112 @@
-"""NeRF training as library code: configs, the trainer, evaluation, run folders, loading a run.
+"""The NeRF task: its config, its model (radiance field + occupancy grid), one training step,
+validation and the final evaluation (test PSNR/SSIM, renders, orbit video).
 
-A config is a flat dict (DEFAULTS overlaid by a preset YAML from configs/nerf/ and command-line
-overrides); the resolved config is saved with every run, so `load_run` rebuilds the same model.
+The shared loop (training/loop.py) runs it; `train_nerf` is the library entry point the script
+calls. Presets in configs/nerf/ overlay `NerfConfig`'s defaults and may extend one another.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from neuralfields.data.blender import ViewSet, resolve_scene_dir
-from neuralfields.data.scenes import is_llff_scene, load_views
+from neuralfields.config import RunConfig, defaults, load_run_config, overlay, setting
+from neuralfields.data.scenes import ViewSet, is_llff_scene, load_views, resolve_scene_dir
 from neuralfields.device import autocast_dtype, resolve_device
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.fields.radiance import RadianceField
-from neuralfields.layers.counting import parameter_report
-from neuralfields.layers.spec import LayerSpec
 from neuralfields.media import save_png, write_video
 from neuralfields.metrics import psnr, psnr_from_mse, ssim
+from neuralfields.progress import progress_bar
 from neuralfields.rendering.cameras import forward_facing_circle, image_rays, orbit_camtoworlds
-from neuralfields.rendering.estimator import SamplingPath, create_sampling_path
 from neuralfields.rendering.render import RenderSettings, render_image, render_rays
-from neuralfields.training import runs
+from neuralfields.rendering.sampling import SamplingPath, create_sampling_path
+from neuralfields.storage import read_yaml_mapping
+from neuralfields.training.loop import Callback, start_run, train_in_folder
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "nerf"
-NERF_DEFAULT_OMEGA = 100.0
-"""Omega of sine layers when none is given (tuned on lego at 100x100 on CPU, see benchmarks)."""
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "nerf"
 FORWARD_FACING_FOCUS_DEPTH = 5.0
 """Where the video of a forward-facing scene looks: ~4x the nearest depth, which the LLFF loader
 scales to 1 / 0.75 (the reference's spiral path focuses at a similar depth)."""
 
-DEFAULTS: dict = {
+
+@dataclass(frozen=True)
+class NerfConfig(RunConfig):
+    """A NeRF run: the reference NeRF architecture with every linear layer from `spec`."""
+
+    task: ClassVar[str] = "nerf"
     # data
-    "scene": "lego", "data_dir": None, "downscale": 1, "background": "white",
-    # model: the reference NeRF, every linear layer from `spec`
-    "spec": f"sine:1@{NERF_DEFAULT_OMEGA:g}", "num_layers": 8, "width": 256, "skip_layer": 5, "color_width": 128,
-    "xyz_freqs": 10, "dir_freqs": 4,
+    scene: str = setting("lego", "'demo', a scene name under data_dir, or a scene folder")
+    data_dir: str | None = setting(None, "folder holding scene folders (default data/nerf_synthetic)")
+    downscale: int = setting(1, "image downscale factor", minimum=1)
+    background: str = setting("white", "background colour of Blender scenes", choices=("white", "black"))
+    # model
+    num_layers: int = setting(8, "trunk layers", minimum=1)
+    width: int = setting(256, "trunk width", minimum=1)
+    skip_layer: int = setting(5, "trunk layer that gets the input again (0: none)", minimum=0)
+    color_width: int = setting(128, "width of the view-dependent colour branch", minimum=1)
+    xyz_freqs: int = setting(10, "positional-encoding frequencies of positions", minimum=0)
+    dir_freqs: int = setting(4, "positional-encoding frequencies of view directions", minimum=0)
     # sampling: "grid" (occupancy grid) or "naive" (uniform samples, a baseline)
-    "sampler": "grid", "aabb": [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], "grid_resolution": 128,
-    "grid_update_every": 16, "grid_warmup_steps": 256, "occ_thre": 0.01, "naive_samples": 64,
-    "render_step_size": 5e-3, "early_stop_eps": 1e-4, "alpha_thre": 0.0,
+    sampler: str = setting("grid", "grid (occupancy grid) or naive (uniform samples)", choices=("grid", "naive"))
+    aabb: list[float] = setting([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], "scene box xmin ymin zmin xmax ymax zmax", length=6)
+    grid_resolution: int = setting(128, "occupancy grid cells per axis", minimum=2)
+    grid_update_every: int = setting(16, "steps between occupancy grid updates", minimum=1)
+    grid_warmup_steps: int = setting(256, "steps during which the grid updates every cell", minimum=0)
+    occ_thre: float = setting(0.01, "opacity threshold of an occupied grid cell", minimum=0)
+    naive_samples: int = setting(64, "samples per ray of the naive sampler", minimum=1)
+    render_step_size: float = setting(5e-3, "marching step along rays", minimum=0, above=True)
+    early_stop_eps: float = setting(1e-4, "transmittance below which a ray stops", minimum=0)
+    alpha_thre: float = setting(0.0, "opacity below which samples are skipped", minimum=0)
     # optimisation
-    "steps": 20000, "time_budget_s": None, "lr": 5e-4, "lr_final": 5e-5, "target_samples": 262144,
-    "adam_beta2": 0.999, "init_rays": 1024, "max_rays": 8192, "mixed_precision": True, "seed": 0, "device": "auto",
-    "cpu_threads": None,  # torch CPU threads; 1 avoids OpenMP stalls on a busy shared machine
+    target_samples: int = setting(262144, "samples per batch the ray count adapts to", minimum=1)
+    adam_beta2: float = setting(0.999, "Adam's beta2", minimum=0, above=True)
+    init_rays: int = setting(1024, "rays in the first batch", minimum=1)
+    max_rays: int = setting(8192, "most rays in a batch", minimum=1)
+    mixed_precision: bool = setting(True, "autocast (fp16 on CUDA, bf16 on CPUs with native bf16)")
     # outputs
-    "output_root": "outputs", "val_every": 2000, "ckpt_every": 2000, "test_views": None,
-    "eval_chunk": 8192, "video_frames": 60, "video_fps": 20, "video_downscale": 1,
-}
+    val_every: int = setting(2000, "steps between validation renders", minimum=1)
+    test_views: int | None = setting(None, "test views scored, spread evenly (null: all)", minimum=1)
+    eval_chunk: int = setting(8192, "rays per chunk when rendering images", minimum=1)
+    video_frames: int = setting(60, "frames of the orbit video (0: no video)", minimum=0)
+    video_fps: int = setting(20, "orbit video frame rate", minimum=1)
+    video_downscale: int = setting(1, "orbit video downscale factor", minimum=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.spec.check_rank(min(self.width, self.color_width))
+
+    @property
+    def run_name(self) -> tuple[str, ...]:
+        return Path(self.scene).name, self.spec.label
+
+    @staticmethod
+    def upgrade(values: dict) -> dict:
+        """A config.yaml written before the task contract (no `task` key) in today's names."""
+        if "task" in values:
+            return values
+        values = {"task": "nerf", **values}
+        renames = {"ckpt_every": "checkpoint_every", "cpu_threads": "threads"}
+        values = {renames.get(key, key): value for key, value in values.items()}
+        if "lr_final" in values:
+            values["lr_final_ratio"] = float(values.pop("lr_final")) / float(values.get("lr", NerfConfig.lr))
+        return values
 
 
-def load_preset(name_or_path: str) -> dict:
-    """DEFAULTS overlaid by a preset (`cpu`, `gpu`, `demo` from configs/nerf/, or a YAML path)."""
+def load_preset(name_or_path: str) -> NerfConfig:
+    """The defaults overlaid by a preset (`cpu`, `gpu`, `demo`, `llff` from configs/nerf/, or a YAML
+    path). A preset may say `extends: <preset>` to start from another one."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    return merge_config(DEFAULTS, runs.read_yaml_mapping(path), source=str(path))
+        path = PRESET_DIR / f"{name_or_path}.yaml"
+    values = read_yaml_mapping(path)
+    base = load_preset(str(values.pop("extends"))) if "extends" in values else defaults(NerfConfig)
+    return overlay(base, values, str(path))
 
 
 def auto_preset(scene: str, data_dir: str | Path | None = None, device: str = "auto") -> str:
@@ -73,103 +119,62 @@ def auto_preset(scene: str, data_dir: str | Path | None = None, device: str = "a
     return "gpu" if resolve_device(device).type == "cuda" else "cpu"
 
 
-def merge_config(base: dict, overrides: dict, source: str = "overrides") -> dict:
-    """A copy of base with overrides applied; unknown keys are refused, naming the source and key."""
-    unknown = sorted(set(overrides) - set(DEFAULTS))
-    if unknown:
-        raise NeuralFieldsError(f"{source}: unknown config key {unknown[0]!r}")
-    return {**base, **{key: _as_default_type(key, value, source) for key, value in overrides.items()}}
+def build_field(config: NerfConfig) -> RadianceField:
+    return RadianceField(config.spec, num_layers=config.num_layers, width=config.width, skip_layer=config.skip_layer,
+                         color_width=config.color_width, xyz_freqs=config.xyz_freqs, dir_freqs=config.dir_freqs)
 
 
-def _as_default_type(key: str, value, source: str):
-    """A value of the type DEFAULTS holds for key. Numeric strings become numbers: YAML reads
-    `lr: 5e-4` (no dot) as a string. Keys whose default is None are taken as given."""
-    default = DEFAULTS[key]
-    if default is None or isinstance(default, (str, list)):
-        return value
-    expected = type(default).__name__
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise NeuralFieldsError(f"{source}: {key} must be true or false, got {value!r}")
-        return value
-    number = value
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-    if isinstance(number, bool) or not isinstance(number, (int, float)):
-        raise NeuralFieldsError(f"{source}: {key} must be a number ({expected}), got {value!r}")
-    if isinstance(default, int):
-        if number != int(number):
-            raise NeuralFieldsError(f"{source}: {key} must be a whole number, got {value!r}")
-        return int(number)
-    return float(number)
+def build_sampling_path(config: NerfConfig, device: torch.device) -> SamplingPath:
+    return create_sampling_path(device, config.sampler, config.aabb, config.grid_resolution, config.naive_samples)
 
 
-def load_run_config(run_dir: str | Path) -> dict:
-    """A run's saved config over DEFAULTS, so that runs saved before a config key existed still
-    resume and load (they get the key's default)."""
-    return merge_config(DEFAULTS, runs.load_config(run_dir), source=str(Path(run_dir) / "config.yaml"))
-
-
-def build_field(config: dict) -> RadianceField:
-    """The radiance field a config describes (raises NeuralFieldsError for an impossible spec)."""
-    try:
-        spec = LayerSpec.parse(config["spec"])
-        return RadianceField(
-            spec, num_layers=config["num_layers"], width=config["width"], skip_layer=config["skip_layer"],
-            color_width=config["color_width"], xyz_freqs=config["xyz_freqs"], dir_freqs=config["dir_freqs"],
-        )
-    except ValueError as exc:
-        raise NeuralFieldsError(str(exc)) from None
-
-
-def build_sampling_path(config: dict, device: torch.device) -> SamplingPath:
-    return create_sampling_path(device, config["sampler"], config["aabb"], config["grid_resolution"],
-                                config["naive_samples"])
-
-
-def render_settings(config: dict, views: ViewSet) -> RenderSettings:
-    background = (1.0, 1.0, 1.0) if config["background"] == "white" else (0.0, 0.0, 0.0)
-    return RenderSettings(views.near, views.far, config["render_step_size"], config["early_stop_eps"],
-                          config["alpha_thre"], background, ndc=views.ndc)
+def render_settings(config: NerfConfig, views: ViewSet) -> RenderSettings:
+    background = (1.0, 1.0, 1.0) if config.background == "white" else (0.0, 0.0, 0.0)
+    return RenderSettings(views.near, views.far, config.render_step_size, config.early_stop_eps,
+                          config.alpha_thre, background, ndc=views.ndc)
 
 
 class FieldWithSampler(nn.Module):
-    """What a checkpoint holds: the field and the sampler state (the occupancy grid)."""
+    """What a NeRF checkpoint holds: the field and the sampler state (the occupancy grid), with
+    the sampling path (grid + volume renderer) that renders the field."""
 
-    def __init__(self, field: RadianceField, estimator: nn.Module) -> None:
+    def __init__(self, field: RadianceField, path: SamplingPath) -> None:
         super().__init__()
         self.field = field
-        self.estimator = estimator
+        self.estimator = path.estimator
+        self.path = path
 
 
-class NerfTrainer:
-    """One NeRF optimisation: field, sampler, optimiser and the training rays, step by step.
+def build_model(config: NerfConfig, device: torch.device | str = "cpu") -> FieldWithSampler:
+    """The (untrained) model of a NeRF run on `device`; checkpoints load into it."""
+    device = torch.device(device)
+    return FieldWithSampler(build_field(config), build_sampling_path(config, device)).to(device)
+
+
+class NerfTask:
+    """One NeRF optimisation on a set of training views (the loop's `Task`).
 
     The ray batch is resized after every step so that it holds about `target_samples` samples
-    (as in nerfacc's examples); the learning rate decays exponentially from lr to lr_final over
-    the run's progress (steps, or the time budget when one is set).
+    (as in nerfacc's examples).
     """
 
-    def __init__(self, config: dict, train_views: ViewSet, device: torch.device) -> None:
+    def __init__(self, config: NerfConfig, device: torch.device, train_views: ViewSet,
+                 val_views: ViewSet | None = None, scene_dir: Path | None = None) -> None:
         self.config = config
         self.device = device
-        if config["cpu_threads"]:
-            torch.set_num_threads(int(config["cpu_threads"]))
-        torch.manual_seed(config["seed"])
-        self.field = build_field(config).to(device)
-        self.path = build_sampling_path(config, device)
-        self.bundle = FieldWithSampler(self.field, self.path.estimator)
+        self.val_views = val_views
+        self.scene_dir = scene_dir
+        self.validate_every = config.val_every if val_views is not None else None
+        torch.manual_seed(config.seed)
+        self.model = build_model(config, device)
+        self.field, self.path = self.model.field, self.model.path
         self.settings = render_settings(config, train_views)
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=config["lr"], eps=1e-15,
-                                          betas=(0.9, config["adam_beta2"]))
-        self.amp_dtype = autocast_dtype(device) if config["mixed_precision"] else None
+        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=config.lr, eps=1e-15,
+                                          betas=(0.9, config.adam_beta2))
+        self.amp_dtype = autocast_dtype(device) if config.mixed_precision else None
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        self.step = 0
-        self.train_seconds = 0.0
-        self.num_rays = int(config["init_rays"])
+        self.num_rays = config.init_rays
+        self.last = {}
         origins, directions = zip(*(
             image_rays(c2w, train_views.height, train_views.width, train_views.focal, ndc=train_views.ndc)
             for c2w in train_views.camtoworlds
@@ -183,88 +188,101 @@ class NerfTrainer:
         """How training steps compute, for logs and metrics: "float32" or e.g. "bfloat16 mixed"."""
         return f"{str(self.amp_dtype).removeprefix('torch.')} mixed" if self.amp_dtype else "float32"
 
-    def progress(self) -> float:
-        """Fraction of the run done, by steps or by training time, whichever is further."""
-        done = self.step / max(1, self.config["steps"])
-        if self.config["time_budget_s"]:
-            done = max(done, self.train_seconds / self.config["time_budget_s"])
-        return min(1.0, done)
-
-    def finished(self) -> bool:
-        return self.progress() >= 1.0
-
-    def _update_grid(self) -> None:
+    def _update_grid(self, step: int) -> None:
         step_size = self.settings.render_step_size
 
         def occ_eval_fn(points: torch.Tensor) -> torch.Tensor:
             return self.field.query_density(points)[:, None] * step_size
 
         self.path.estimator.update_every_n_steps(
-            self.step, occ_eval_fn, occ_thre=self.config["occ_thre"],
-            warmup_steps=self.config["grid_warmup_steps"], n=self.config["grid_update_every"],
+            step, occ_eval_fn, occ_thre=self.config.occ_thre,
+            warmup_steps=self.config.grid_warmup_steps, n=self.config.grid_update_every,
         )
 
-    def train_step(self, run_dir: Path | None = None) -> dict:
-        """One optimisation step; returns loss, psnr, rays and samples of the step."""
-        started = time.perf_counter()
-        config = self.config
-        lr = config["lr"] * (config["lr_final"] / config["lr"]) ** self.progress()
+    def train_step(self, step: int, lr: float) -> dict:
+        """Optimisation step `step` (0-based); returns loss, psnr, rays and samples of the step."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.field.train()
         self.path.estimator.train()
-        self._update_grid()
+        self._update_grid(step)
         picked = torch.randint(self.rays_o.shape[0], (self.num_rays,), device=self.device)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             out = render_rays(self.field, self.path, self.rays_o[picked], self.rays_d[picked],
                               self.settings, stratified=True)
         loss = F.mse_loss(out["rgb"].float(), self.colors[picked])
-        runs.check_finite(loss.detach(), self.step, run_dir)
         self.optimizer.zero_grad(set_to_none=True)
-        if out["num_samples"] > 0:
+        if out["num_samples"] > 0 and torch.isfinite(loss):
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        num_samples = max(out["num_samples"], 1)
         used_rays = self.num_rays
-        self.num_rays = int(min(config["max_rays"], max(64, self.num_rays * config["target_samples"] / num_samples)))
-        self.step += 1
-        self.train_seconds += time.perf_counter() - started
-        return {"loss": loss.item(), "psnr": psnr_from_mse(loss.item()), "rays": used_rays,
-                "samples": out["num_samples"], "seconds": time.perf_counter() - started}
+        self.num_rays = int(min(self.config.max_rays,
+                                max(64, self.num_rays * self.config.target_samples / max(out["num_samples"], 1))))
+        self.last = {"loss": loss.item(), "psnr": psnr_from_mse(loss.item()), "rays": used_rays,
+                     "samples": out["num_samples"]}
+        return self.last
+
+    def summary(self) -> dict:
+        return {"loss": f"{self.last['loss']:.4f}", "psnr": f"{self.last['psnr']:.2f}"} if self.last else {}
+
+    def checkpoint_state(self) -> dict:
+        return {"num_rays": self.num_rays}
+
+    def restore_state(self, state: dict) -> None:
+        self.num_rays = int(state.get("num_rays", self.num_rays))
 
     def render_view(self, camtoworld: torch.Tensor, height: int, width: int, focal: float) -> dict:
         self.field.eval()
         self.path.estimator.eval()
         return render_image(self.field, self.path, camtoworld, height, width, focal, self.settings,
-                            chunk=self.config["eval_chunk"])
+                            chunk=self.config.eval_chunk)
 
-    def evaluate(self, views: ViewSet, indices: list[int] | None = None, out_dir: Path | None = None,
-                 progress: bool = True) -> dict:
+    def validate(self, step: int, run_dir: Path) -> dict:
+        """Render the first validation view into val/ and score it."""
+        views = self.val_views
+        image = self.render_view(views.camtoworlds[0], views.height, views.width, views.focal)["rgb"]
+        save_png(run_dir / "val" / f"step_{step:07d}.png", image)
+        return {"val_psnr": psnr(image, views.images[0]).item()}
+
+    def evaluate_views(self, views: ViewSet, indices: list[int] | None = None, out_dir: Path | None = None,
+                       progress: bool = True) -> dict:
         """PSNR and SSIM per view and their means; saves PNG renders into out_dir when given."""
         indices = list(range(len(views))) if indices is None else indices
         per_view = []
-        for index in tqdm(indices, desc="evaluating", unit="view", leave=False, disable=not progress):
+        for index in progress_bar(indices, desc="evaluating", unit="view", leave=False, disable=not progress):
             image = self.render_view(views.camtoworlds[index], views.height, views.width, views.focal)["rgb"]
             target = views.images[index]
             name = Path(views.names[index]).name
             per_view.append({"view": name, "psnr": psnr(image, target).item(), "ssim": ssim(image, target).item()})
             if out_dir is not None:
                 save_png(out_dir / f"{name}.png", image)
+        return {"psnr": sum(v["psnr"] for v in per_view) / len(per_view),
+                "ssim": sum(v["ssim"] for v in per_view) / len(per_view), "per_view": per_view}
+
+    def evaluate(self, run_dir: Path) -> dict:
+        """Score the test split (all views, or `test_views` spread evenly), render the orbit video."""
+        config = self.config
+        test_views = load_views(self.scene_dir, "test", config.downscale, config.background)
+        indices = evenly_spaced(len(test_views), config.test_views)
+        result = self.evaluate_views(test_views, indices, run_dir / "test")
+        video = self._orbit_video(test_views, run_dir) if config.video_frames else None
+        print(f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f} on {len(indices)} of "
+              f"{len(test_views)} test views" + (f"; video {video}" if video else ""))
         return {
-            "psnr": sum(v["psnr"] for v in per_view) / len(per_view),
-            "ssim": sum(v["ssim"] for v in per_view) / len(per_view),
-            "per_view": per_view,
+            "scene": config.scene, "test_psnr": result["psnr"], "test_ssim": result["ssim"],
+            "test_views_scored": len(indices), "test_views_total": len(test_views), "test_views": result["per_view"],
+            "precision": self.precision, "sampling": self.path.name, "resolution": [test_views.height, test_views.width],
+            "video": video.name if video else None,
         }
 
-    def checkpoint(self, run_dir: Path) -> Path:
-        extra = {"num_rays": self.num_rays, "train_seconds": self.train_seconds}
-        return runs.save_checkpoint(run_dir, self.step, self.bundle, self.optimizer, extra)
-
-    def restore(self, ckpt_dir: Path) -> None:
-        self.step, extra = runs.load_checkpoint(ckpt_dir, self.bundle, self.optimizer)
-        self.num_rays = int(extra.get("num_rays", self.num_rays))
-        self.train_seconds = float(extra.get("train_seconds", 0.0))
+    def _orbit_video(self, views: ViewSet, run_dir: Path) -> Path:
+        frames, shrink = [], self.config.video_downscale
+        for c2w in progress_bar(video_path(views, self.config.video_frames), desc="orbit video", unit="frame",
+                                leave=False):
+            rgb = self.render_view(c2w, views.height // shrink, views.width // shrink, views.focal / shrink)["rgb"]
+            frames.append((rgb.numpy() * 255).round().astype("uint8"))
+        return write_video(run_dir / "orbit.mp4", frames, self.config.video_fps)
 
 
 def evenly_spaced(count: int, limit: int | None) -> list[int]:
@@ -287,110 +305,30 @@ def video_path(views: ViewSet, num_frames: int) -> torch.Tensor:
     return orbit_camtoworlds(num_frames, radius, min(max(elevation, -80.0), 80.0))
 
 
-def train_nerf(config: dict, resume: str | Path | None = None) -> Path:
-    """Train a NeRF run and write its folder; returns the run folder.
+def train_nerf(config: NerfConfig | dict, resume: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
+               progress: bool = True, run_dir: str | Path | None = None) -> tuple[Path, dict]:
+    """Train (or, with `resume`, continue) a NeRF run; returns (run folder, metrics).
 
-    With `resume`, `config` holds only overrides (e.g. steps, time_budget_s, device) for the run's
-    saved config, and training continues from its latest checkpoint (the step count continues).
-    The folder gets config.yaml, checkpoints (every ckpt_every steps, at the end and on Ctrl-C),
-    val/ renders, test/ renders, metrics.json and an orbit video.
+    With `resume`, `config` is a dict of overrides (e.g. steps, time_budget_s, device) for the
+    run's saved config, and training continues from its latest checkpoint. Inputs (device, scene,
+    images) are checked before a new run folder is made, so bad input leaves nothing behind.
+    `run_dir` names the new run's folder (default: a timestamped one under output_root/run_name).
+    The folder gets config.yaml, checkpoints, val/ and test/ renders, metrics.json and orbit.mp4.
     """
     if resume is not None:
-        run_dir = Path(resume)
-        config = merge_config(load_run_config(run_dir), config, source="--resume overrides")
-        ckpt = runs.latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise NeuralFieldsError(f"cannot resume {run_dir}: it holds no checkpoint")
-    device = resolve_device(config["device"])
-    scene_dir = resolve_scene_dir(config["scene"], config["data_dir"])
-    build_field(config)  # refuse an impossible layer spec before any data is loaded
-    if resume is None:
-        spec = LayerSpec.parse(config["spec"])
-        run_dir = runs.create_run_dir(config["output_root"], Path(str(config["scene"])).name, spec.label)
-    train_views = load_views(scene_dir, "train", config["downscale"], config["background"])
-    val_views = load_views(scene_dir, "val", config["downscale"], config["background"])
-    trainer = NerfTrainer(config, train_views, device)
-    if resume is not None:
-        trainer.restore(ckpt)
-    runs.save_config(run_dir, config)
-    report = parameter_report(trainer.field)
-    rays = "NDC rays (forward-facing)" if trainer.settings.ndc else "world rays"
-    print(f"device: {device}; precision: {trainer.precision}; sampling: {trainer.path.name}; {rays}")
-    print(f"model: {config['spec']}, {report['parameters']:,} parameters "
-          f"({report['percent_of_dense']:.2f}% of dense {report['dense_parameters']:,})")
-    print(f"run folder: {run_dir}" + (f" (resuming at step {trainer.step})" if resume else ""))
+        config = load_run_config(NerfConfig, resume, overrides=config)
+    device = resolve_device(config.device)
+    scene_dir = resolve_scene_dir(config.scene, config.data_dir)
+    train_views = load_views(scene_dir, "train", config.downscale, config.background)
+    val_views = load_views(scene_dir, "val", config.downscale, config.background)
+    run_dir = start_run(config, resume, run_dir)
 
-    # The bar counts percent of the run (steps or time budget, whichever ends it) so its ETA is right.
-    bar = tqdm(total=100.0, initial=round(100 * trainer.progress(), 1), desc="training", dynamic_ncols=True,
-               mininterval=1.0, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
-    try:
-        while not trainer.finished():
-            stats = trainer.train_step(run_dir)
-            # refresh=False: the bar redraws at most once a second (mininterval), not on every step
-            bar.set_postfix(step=trainer.step, loss=f"{stats['loss']:.4f}", psnr=f"{stats['psnr']:.2f}",
-                            rays_per_s=f"{stats['rays'] / stats['seconds']:.0f}", refresh=False)
-            bar.update(round(100 * trainer.progress(), 1) - bar.n)
-            if trainer.step % config["val_every"] == 0:
-                image = trainer.render_view(val_views.camtoworlds[0], val_views.height, val_views.width,
-                                            val_views.focal)["rgb"]
-                save_png(run_dir / "val" / f"step_{trainer.step:07d}.png", image)
-                tqdm.write(f"step {trainer.step}: val PSNR {psnr(image, val_views.images[0]).item():.2f} dB")
-            if trainer.step % config["ckpt_every"] == 0:
-                trainer.checkpoint(run_dir)
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"interrupted: checkpoint saved in {trainer.checkpoint(run_dir)}")
-        raise
-    bar.close()
-    trainer.checkpoint(run_dir)
-    finish_run(trainer, run_dir, scene_dir, device)
-    return run_dir
+    def make_task() -> NerfTask:
+        task = NerfTask(config, device, train_views, val_views, scene_dir)
+        rays = "NDC rays (forward-facing)" if task.settings.ndc else "world rays"
+        print(f"device: {device}; precision: {task.precision}; sampling: {task.path.name}; {rays}")
+        return task
 
+    metrics = train_in_folder(run_dir, config, make_task, resume is not None, callbacks, progress)
+    return run_dir, metrics
 
-def finish_run(trainer: NerfTrainer, run_dir: Path, scene_dir: Path, device: torch.device) -> dict:
-    """Evaluate on the test split, render the orbit video and write metrics.json."""
-    config = trainer.config
-    test_views = load_views(scene_dir, "test", config["downscale"], config["background"])
-    indices = evenly_spaced(len(test_views), config["test_views"])
-    result = trainer.evaluate(test_views, indices, run_dir / "test")
-    frames, shrink = [], int(config["video_downscale"])
-    for c2w in tqdm(video_path(test_views, config["video_frames"]), desc="orbit video", unit="frame", leave=False):
-        rgb = trainer.render_view(c2w, test_views.height // shrink, test_views.width // shrink,
-                                  test_views.focal / shrink)["rgb"]
-        frames.append((rgb.numpy() * 255).round().astype("uint8"))
-    video = write_video(run_dir / "orbit.mp4", frames, config["video_fps"])
-    report = parameter_report(trainer.field)
-    metrics = {
-        "scene": config["scene"], "spec": config["spec"], "steps": trainer.step,
-        "train_seconds": round(trainer.train_seconds, 1), "device": str(device), "precision": trainer.precision,
-        "sampling": trainer.path.name, "resolution": [test_views.height, test_views.width],
-        "test_psnr": result["psnr"], "test_ssim": result["ssim"], "test_views": result["per_view"],
-        "parameters": report["parameters"], "dense_parameters": report["dense_parameters"],
-        "percent_of_dense": report["percent_of_dense"], "bytes_fp32": report["bytes_fp32"],
-        "bytes_fp16": report["bytes_fp16"], "video": video.name,
-    }
-    runs.write_json(run_dir / "metrics.json", metrics)
-    print(f"test PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f} on {len(indices)} views "
-          f"-> {run_dir / 'metrics.json'}; video {video}")
-    return metrics
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RadianceField, SamplingPath, dict]:
-    """The trained field and its sampler (occupancy grid included) from a run's latest checkpoint."""
-    config = load_run_config(run_dir)
-    ckpt = runs.latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise NeuralFieldsError(f"{run_dir} holds no checkpoint")
-    device = torch.device(device)
-    field = build_field(config).to(device)
-    path = build_sampling_path(config, device)
-    runs.load_checkpoint(ckpt, FieldWithSampler(field, path.estimator))
-    field.eval()
-    path.estimator.eval()
-    return field, path, config
-
-
-def load_field(run_dir: str | Path) -> tuple[RadianceField, dict]:
-    """The trained RadianceField on the CPU (eval mode) and the run's config."""
-    field, _, config = load_run(run_dir, "cpu")
-    return field, config

@@ -1,32 +1,15 @@
-"""Ray samplers with nerfacc's interface: the occupancy grid (nerfacc on CUDA, pure torch on CPU)
-and a naive uniform sampler, chosen once by `create_sampling_path`.
-
-All samplers offer `sampling(rays_o, rays_d, sigma_fn, near_plane, far_plane, render_step_size,
-early_stop_eps, alpha_thre, stratified) -> (ray_indices, t_starts, t_ends)` (packed, sorted by
-ray) and `update_every_n_steps(step, occ_eval_fn, ...)`, so the trainer never branches on the
-device or the sampler after construction.
-"""
+"""`CpuOccGridEstimator`: a pure-torch twin of `nerfacc.OccGridEstimator` (one level), whose
+sampling needs CUDA. tests/test_nerfacc_reference.py holds the twin to nerfacc itself."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from neuralfields.rendering import volume
-
-
-def ray_aabb_intersect(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor]:
-    """Entry and exit distances (t_min, t_max) of each ray through an axis-aligned box (slab test);
-    t_max < t_min where the ray misses."""
-    inv_d = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
-    t_lo = (aabb[:3] - rays_o) * inv_d
-    t_hi = (aabb[3:] - rays_o) * inv_d
-    t_min = torch.minimum(t_lo, t_hi).amax(dim=-1)
-    t_max = torch.maximum(t_lo, t_hi).amin(dim=-1)
-    return t_min, t_max
+from neuralfields.rendering.aabb import ray_aabb_intersect
 
 
 class CpuOccGridEstimator(nn.Module):
@@ -35,19 +18,24 @@ class CpuOccGridEstimator(nn.Module):
     Same state (`occs`: density EMA per cell, `binaries`: occupied cells), same update rule
     (every n steps: all cells during warm-up, then a quarter of the cells at random plus up to
     as many occupied ones; occs = max(occs * decay, new); occupied = occs > min(mean, occ_thre)),
-    and the same sampling: march with a fixed step through the box, keep samples whose midpoint
-    lies in an occupied cell, then drop samples whose transmittance is spent (early_stop_eps)
-    or whose opacity is below alpha_thre, judged by `sigma_fn` -- queried `segment_steps` steps
-    at a time, only for rays still alive, which spares the density of occluded samples on CPU.
+    drawing its random numbers in nerfacc's order, so that from the same torch seed both grids
+    evolve bit for bit alike. Same sampling: march with a fixed step through the box, keep
+    samples whose midpoint lies in an occupied cell, then drop samples whose transmittance is
+    spent (early_stop_eps) or whose opacity is below alpha_thre, judged by `sigma_fn` -- queried
+    `segment_steps` steps at a time, only for rays still alive, which spares the density of
+    occluded samples on CPU.
     """
 
     def __init__(self, roi_aabb: list[float] | Tensor, resolution: int = 128, segment_steps: int = 16) -> None:
         super().__init__()
         self.segment_steps = segment_steps
         aabb = torch.as_tensor(roi_aabb, dtype=torch.float32).reshape(6)
+        # Stored as nerfacc stores it (centre -+ half extent): may differ from roi_aabb in the
+        # last bit, and the grid's sample points must match nerfacc's exactly.
+        centre, half_extent = (aabb[:3] + aabb[3:]) / 2, (aabb[3:] - aabb[:3]) / 2
         self.cells_per_lvl = resolution**3
         self.register_buffer("resolution", torch.tensor([resolution] * 3, dtype=torch.int32))
-        self.register_buffer("aabbs", aabb[None].clone())
+        self.register_buffer("aabbs", torch.cat([centre - half_extent, centre + half_extent])[None])
         self.register_buffer("occs", torch.zeros(self.cells_per_lvl))
         self.register_buffer("binaries", torch.zeros((1, resolution, resolution, resolution), dtype=torch.bool))
         coords = torch.stack(
@@ -70,6 +58,7 @@ class CpuOccGridEstimator(nn.Module):
         self,
         rays_o: Tensor,
         rays_d: Tensor,
+        *,
         sigma_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
         near_plane: float = 0.0,
         far_plane: float = 1e10,
@@ -148,6 +137,8 @@ class CpuOccGridEstimator(nn.Module):
             self._update(step, occ_eval_fn, occ_thre, ema_decay, warmup_steps)
 
     def _cells_to_update(self, step: int, warmup_steps: int) -> Tensor:
+        """All cells during warm-up; then a quarter drawn at random plus up to as many occupied ones,
+        drawn with nerfacc's torch.randint calls in nerfacc's order."""
         if step < warmup_steps:
             return torch.arange(self.cells_per_lvl, device=self.occs.device)
         n = self.cells_per_lvl // 4
@@ -167,77 +158,3 @@ class CpuOccGridEstimator(nn.Module):
         self.occs[cells] = torch.maximum(self.occs[cells] * ema_decay, occ)
         threshold = torch.clamp(self.occs[self.occs >= 0].mean(), max=occ_thre)
         self.binaries = (self.occs > threshold).view(self.binaries.shape)
-
-
-class UniformSampler(nn.Module):
-    """The naive baseline: `num_samples` evenly spaced samples per ray between the near and far
-    planes, no grid and no early termination (sigma_fn and the thresholds are ignored)."""
-
-    def __init__(self, num_samples: int = 64) -> None:
-        super().__init__()
-        self.num_samples = num_samples
-
-    @torch.no_grad()
-    def sampling(
-        self,
-        rays_o: Tensor,
-        rays_d: Tensor,
-        sigma_fn: Callable | None = None,
-        near_plane: float = 0.0,
-        far_plane: float = 1e10,
-        render_step_size: float = 1e-3,
-        early_stop_eps: float = 1e-4,
-        alpha_thre: float = 0.0,
-        stratified: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        n_rays, n = rays_o.shape[0], self.num_samples
-        delta = (far_plane - near_plane) / n
-        steps = torch.arange(n, device=rays_o.device, dtype=rays_o.dtype)
-        starts = near_plane + steps[None, :].expand(n_rays, n) * delta
-        if stratified:
-            starts = starts + (torch.rand((n_rays, 1), device=rays_o.device) - 0.5) * delta
-        ray_indices = torch.arange(n_rays, device=rays_o.device).repeat_interleave(n)
-        t_starts = starts.reshape(-1)
-        return ray_indices, t_starts, t_starts + delta
-
-    def update_every_n_steps(self, step: int, occ_eval_fn: Callable, **kwargs) -> None:
-        """Nothing to update: the naive sampler has no grid."""
-
-
-@dataclass
-class SamplingPath:
-    """A sampler and the packed volume renderer that goes with it, plus a name to print."""
-
-    name: str
-    estimator: nn.Module
-    rendering: Callable[..., tuple[Tensor, Tensor, Tensor, dict]]
-
-
-def create_sampling_path(
-    device: torch.device, sampler: str = "grid", aabb: list[float] | None = None,
-    grid_resolution: int = 128, naive_samples: int = 64,
-) -> SamplingPath:
-    """nerfacc's CUDA estimator and renderer on CUDA, our pure-torch twins elsewhere.
-
-    sampler: "grid" (occupancy grid) or "naive" (uniform samples, for baselines).
-    """
-    aabb = aabb if aabb is not None else [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]
-    on_cuda = device.type == "cuda"
-    if on_cuda:
-        import nerfacc
-
-        render_fn, render_name = nerfacc.rendering, "nerfacc.rendering (CUDA)"
-    else:
-        render_fn, render_name = volume.rendering, "pure-torch packed rendering (CPU)"
-    if sampler == "naive":
-        return SamplingPath(f"naive uniform sampler, {naive_samples} samples/ray + {render_name}",
-                            UniformSampler(naive_samples).to(device), render_fn)
-    if sampler != "grid":
-        raise ValueError(f"unknown sampler {sampler!r}: expected 'grid' or 'naive'")
-    if on_cuda:
-        estimator = nerfacc.OccGridEstimator(roi_aabb=aabb, resolution=grid_resolution, levels=1)
-        name = f"nerfacc OccGridEstimator {grid_resolution}^3 + {render_name}"
-    else:
-        estimator = CpuOccGridEstimator(aabb, grid_resolution)
-        name = f"pure-torch occupancy grid {grid_resolution}^3 + {render_name}"
-    return SamplingPath(name, estimator.to(device), render_fn)

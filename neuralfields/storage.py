@@ -1,10 +1,11 @@
-"""Run folders: resolved config, atomic checkpoints, metrics JSON.
+"""The files of a run folder, written safely: atomic JSON/YAML, atomic checkpoints, the writer's lock.
 
-Layout of one run:
+Layout of one run (see docs/architecture.md; `neuralfields.runs` reads it):
     <output_root>/<name parts...>/<YYYYmmdd-HHMMSS>/
-        config.yaml
+        config.yaml                      the resolved config, with its `task`
         checkpoints/step_0000500/{model.safetensors, state.pt}
         metrics.json, renders ...
+        .lock                            while a trainer writes the folder (host and pid)
 A checkpoint is written into a hidden temporary folder and renamed into place, so a crash or
 Ctrl-C during the write never leaves a half-written checkpoint behind.
 """
@@ -12,8 +13,8 @@ Ctrl-C during the write never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import json
-import math
 import os
+import socket
 import shutil
 import tempfile
 import time
@@ -24,9 +25,12 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
+from neuralfields.errors import NeuralFieldsError
 
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = ".lock"
 _STEP_PREFIX = "step_"
 
 
@@ -53,12 +57,12 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def save_config(run_dir: str | Path, config: dict) -> None:
-    _write_atomic(Path(run_dir) / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    _write_atomic(Path(run_dir) / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
 
 
 def load_config(run_dir: str | Path) -> dict:
-    """The resolved config a run saved in its folder."""
-    path = Path(run_dir) / "config.yaml"
+    """The resolved config a run saved in its folder, as plain values."""
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise NeuralFieldsError(f"{run_dir} is not a run folder: {path.name} is missing")
     return read_yaml_mapping(path)
@@ -148,11 +152,76 @@ def load_checkpoint(
     return int(state["step"]), state.get("extra", {})
 
 
-def check_finite(loss: torch.Tensor | float, step: int, run_dir: str | Path | None = None) -> None:
-    """Stop a run whose loss became NaN or infinite, naming the checkpoint that is kept."""
-    value = float(loss)
-    if math.isfinite(value):
-        return
-    kept = latest_checkpoint(run_dir) if run_dir is not None else None
-    where = f"; last good checkpoint kept in {kept}" if kept else "; no checkpoint had been written yet"
-    raise NonFiniteLossError(f"loss became {value} at step {step}{where}")
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoint folders, oldest first."""
+    return _checkpoints(Path(run_dir) / CHECKPOINT_DIR)
+
+
+class RunLock:
+    """The one-writer lock of a run folder: a file naming the host and pid of the trainer.
+
+    A second trainer (or a resume) of a folder that is being trained is refused; a lock left by a
+    process that is gone (same host, pid no longer running) is taken over with a note. Readers
+    (export, viewer, reports) never take it.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self._owner()
+                if self.owner_alive():
+                    raise NeuralFieldsError(
+                        f"{self.path.parent} is being trained by pid {owner[1]} on {owner[0]} "
+                        f"(lock file {self.path}); wait for it or stop it first") from None
+                print(f"note: taking over the stale lock of {self.path.parent} "
+                      f"(its process {owner[1] if owner else '?'} is gone)")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(me + "\n")
+            self.held = True
+            return self
+        raise NeuralFieldsError(f"cannot lock {self.path.parent}: another process keeps taking the lock")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def owner_alive(self) -> bool:
+        """Whether the lock file names a process that still runs."""
+        owner = self._owner()
+        return owner is not None and self._alive(*owner)
+
+    def _owner(self) -> tuple[str, int] | None:
+        try:
+            host, pid = self.path.read_text().split()
+            return host, int(pid)
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _alive(host: str, pid: int) -> bool:
+        """Whether the lock's process runs; a lock from another host is assumed live."""
+        if host != socket.gethostname():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
