@@ -58,45 +58,21 @@ def renamed_flags(argv: list[str], renames: dict[str, str]) -> list[str]:
     return result
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
+def _number(what: str, kind: type = float, minimum: float = 0, strict: bool = True, note: str = ""):
+    """An argparse type: a finite `kind` number above `minimum` (or at least it, strict=False)."""
 
+    def convert(text: str):
+        expected = f"{what} must be {'an integer' if kind is int else 'a finite number'} " \
+                   f"{'>' if strict else '>='} {minimum:g}{note}, got"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected} {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{expected} {text}")
+        return value
 
-def _rank(text: str) -> int:
-    try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"rank {exc}") from None
-
-
-def _positive_float(text: str, what: str = "value") -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be a number > 0, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{what} must be a finite number > 0, got {text}")
-    return value
-
-
-def _omega(text: str) -> float:
-    return _positive_float(text, "omega")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"time budget must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"time budget must be >= 0 seconds (0: none), got {text}")
-    return value
+    return convert
 
 
 def _assignment(text: str) -> tuple[str, object]:
@@ -113,8 +89,8 @@ def add_layer_args(parser: argparse.ArgumentParser) -> None:
     """--kind, --rank, --omega and --spec; unset parts keep the preset's spec."""
     group = parser.add_argument_group("layers (default: the preset's spec, e.g. sine:1@100)")
     group.add_argument("--kind", choices=tuple(KINDS), help="linear layer kind")
-    group.add_argument("--rank", type=_rank, help="rank K of factorised layers")
-    group.add_argument("--omega", type=_omega, help="frequency omega of sine layers (default 100)")
+    group.add_argument("--rank", type=_number("rank", int, 1, strict=False), help="rank K of factorised layers")
+    group.add_argument("--omega", type=_number("omega"), help="frequency omega of sine layers (default 100)")
     group.add_argument("--spec", help="the whole layer spec instead, e.g. dense, lowrank:4, sine:2@50")
 
 
@@ -122,13 +98,16 @@ def add_run_args(parser: argparse.ArgumentParser, preset_help: str) -> None:
     """The flags every training script shares."""
     group = parser.add_argument_group("run")
     group.add_argument("--preset", help=preset_help)
-    group.add_argument("--steps", type=_positive_int, help="training steps (alone: no time limit)")
-    group.add_argument("--time-budget", type=_seconds, metavar="SECONDS",
+    group.add_argument("--steps", type=_number("steps", int, 1, strict=False),
+                       help="training steps (alone: no time limit)")
+    group.add_argument("--time-budget", type=_number("time budget", float, 0, strict=False, note=" seconds (0: none)"),
+                       metavar="SECONDS",
                        help="seconds of training (alone: no step limit; 0: no time limit)")
-    group.add_argument("--lr", type=lambda text: _positive_float(text, "learning rate"), help="initial learning rate")
+    group.add_argument("--lr", type=_number("learning rate"), help="initial learning rate")
     group.add_argument("--seed", type=int, help="random seed")
     group.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    group.add_argument("--threads", type=_positive_int, help="torch CPU threads (1 is fastest on a busy machine)")
+    group.add_argument("--threads", type=_number("threads", int, 1, strict=False),
+                       help="torch CPU threads (1 is fastest on a busy machine)")
     group.add_argument("--output-root", help="root folder of run folders (default outputs)")
     group.add_argument("--resume", metavar="RUN_DIR",
                        help="continue the run in RUN_DIR from its latest checkpoint (with --steps, "

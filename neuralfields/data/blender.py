@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from neuralfields.progress import progress_bar
 
 from neuralfields.data.images import area_downscale, composite, read_image
 from neuralfields.data.views import ViewSet
@@ -102,7 +102,7 @@ def load_blender_split(scene_dir: str | Path, split: str, downscale: int = 1,
     entries = [_frame_pose(frame, i, transforms_path) for i, frame in enumerate(meta["frames"])]
 
     images, alphas, full_size = [], [], None
-    for file_path, _ in tqdm(entries, desc=f"loading {scene_dir.name}/{split}", unit="img",
+    for file_path, _ in progress_bar(entries, desc=f"loading {scene_dir.name}/{split}", unit="img",
                              disable=len(entries) < 20, leave=False):
         path = _image_path(scene_dir, file_path)
         pixels = read_image(path)

@@ -28,7 +28,7 @@ import numpy as np
 import open3d as o3d
 import torch
 import trimesh
-from tqdm import tqdm
+from neuralfields.progress import progress_bar
 
 from neuralfields.data import DEFAULT_DATA_ROOT
 from neuralfields.media import save_png
@@ -199,7 +199,7 @@ def _write_scene(out_dir: Path, settings: dict) -> None:
     resolution = settings["resolution"]
     focal = 0.5 * resolution / math.tan(0.5 * CAMERA_ANGLE_X)
     splits = {split: settings[f"num_{split}"] for split in ("train", "val", "test")}
-    progress = tqdm(total=sum(splits.values()), desc="rendering demo scene", unit="view", leave=False)
+    progress = progress_bar(total=sum(splits.values()), desc="rendering demo scene", unit="view", leave=False)
     for split, num_views in splits.items():
         (out_dir / split).mkdir()
         poses = demo_camtoworlds(split, num_views, settings["seed"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from neuralfields.progress import progress_bar
 
 from neuralfields.data.images import area_downscale, read_image
 from neuralfields.data.views import ViewSet
@@ -112,7 +112,7 @@ def load_llff_scene(scene_dir: str | Path, split: str = "train", factor: int = 8
               "train": np.setdiff1d(indices, held_out)}[split]
 
     images, size = [], None
-    for index in tqdm(chosen, desc=f"loading {scene_dir.name}/{split}", unit="img",
+    for index in progress_bar(chosen, desc=f"loading {scene_dir.name}/{split}", unit="img",
                       disable=len(chosen) < 20, leave=False):
         pixels = area_downscale(read_image(files[index])[..., :3], remaining, str(files[index]))
         if size is None:
