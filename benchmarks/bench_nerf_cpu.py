@@ -12,28 +12,31 @@ ray and no grid. Every run logs a learning curve: every --eval-every training se
 of the pooled MSE over a fixed random subset of test pixels (--curve-pixels, all 20 test views at
 100x100); evaluation time is not counted as training time. Grid runs end with the full test
 evaluation (PSNR/SSIM per view, mean) on all test views; the naive run ends with the subset only.
+Training runs through the library's TrainingLoop (cpu preset, lr schedule over the budget); its
+checkpoints go to a temporary folder and are not kept.
 """
 
 import argparse
 import os
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import yaml
+from machine import machine_info
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
-
-from neuralfields.cli import run_cli  # noqa: E402
-from neuralfields.data.blender import load_blender_split, resolve_scene_dir  # noqa: E402
-from neuralfields.layers.counting import parameter_report  # noqa: E402
-from neuralfields.metrics import psnr_from_mse  # noqa: E402
-from neuralfields.rendering.cameras import pixel_rays  # noqa: E402
-from neuralfields.rendering.render import render_rays_chunked  # noqa: E402
-from neuralfields.training.nerf import NERF_DEFAULT_OMEGA, NerfTrainer, load_preset, merge_config  # noqa: E402
-from neuralfields.training.runs import write_json  # noqa: E402
+from neuralfields.cli import run_cli
+from neuralfields.config import overlay, to_mapping
+from neuralfields.data.scenes import ViewSet, load_views, resolve_scene_dir
+from neuralfields.layers.counting import parameter_report
+from neuralfields.layers.spec import SINE_DEFAULT_OMEGA
+from neuralfields.metrics import psnr_from_mse
+from neuralfields.rendering.cameras import pixel_rays
+from neuralfields.rendering.render import render_rays_chunked
+from neuralfields.storage import write_json
+from neuralfields.training.loop import Callback, TrainingLoop
+from neuralfields.training.nerf import NerfTask, load_preset
 
 TARGET_DB = 20.0
 
@@ -48,13 +51,45 @@ def run_specs(omega: float) -> dict:
     }
 
 
-def curve_psnr(trainer: NerfTrainer, rays_o: torch.Tensor, rays_d: torch.Tensor, colors: torch.Tensor) -> float:
-    """PSNR of the pooled MSE over the fixed test-pixel subset."""
-    trainer.field.eval()
-    trainer.path.estimator.eval()
-    rgb = render_rays_chunked(trainer.field, trainer.path, rays_o, rays_d, trainer.settings,
-                              trainer.config["eval_chunk"])["rgb"]
-    return psnr_from_mse(((rgb - colors) ** 2).mean().item())
+class SubsetCurve(Callback):
+    """The learning curve: every `every` training seconds and after the last step, the PSNR of the
+    pooled MSE over `pixels` fixed random pixels of the test views. The loop counts only its
+    train_step calls as training time, so these evaluations do not eat into the budget."""
+
+    def __init__(self, views: ViewSet, pixels: int, every: float) -> None:
+        generator = torch.Generator().manual_seed(1234)
+        n_pix = views.height * views.width
+        flat = torch.randperm(len(views) * n_pix, generator=generator)[:pixels]
+        view, pixel = flat // n_pix, flat % n_pix
+        self.rays_o, self.rays_d = pixel_rays(views.camtoworlds, pixel % views.width, pixel // views.width, view,
+                                              views.focal, views.height, views.width)
+        self.colors = views.images.reshape(len(views), n_pix, 3)[view, pixel]
+        self.every = every
+        self.next_eval = every
+        self.points: list[dict] = []
+        self.reached_at: float | None = None
+        self.eval_seconds = 0.0
+
+    def subset_psnr(self, task: NerfTask) -> float:
+        task.field.eval()
+        task.path.estimator.eval()
+        rgb = render_rays_chunked(task.field, task.path, self.rays_o, self.rays_d, task.settings,
+                                  task.config.eval_chunk)["rgb"]
+        return psnr_from_mse(((rgb - self.colors) ** 2).mean().item())
+
+    def on_step(self, loop: TrainingLoop, stats: dict) -> None:
+        if loop.train_seconds < self.next_eval and loop.progress() < 1.0:
+            return
+        started = time.perf_counter()
+        value = self.subset_psnr(loop.task)
+        self.eval_seconds += time.perf_counter() - started
+        self.points.append({"train_seconds": round(loop.train_seconds, 1), "step": loop.step,
+                            "subset_psnr": round(value, 3), "rays": stats["rays"], "samples": stats["samples"]})
+        print(f"  t={loop.train_seconds:6.1f}s step {loop.step:5d} rays/step {loop.task.num_rays:4d} "
+              f"samples/ray {stats['samples'] / stats['rays']:.1f} subset PSNR {value:.2f} dB", flush=True)
+        if self.reached_at is None and value >= TARGET_DB:
+            self.reached_at = loop.train_seconds
+        self.next_eval += self.every
 
 
 def main() -> None:
@@ -65,10 +100,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600.0, help="training seconds")
     parser.add_argument("--eval-every", type=float, default=60.0, help="training seconds between curve points")
     parser.add_argument("--curve-pixels", type=int, default=2048)
-    parser.add_argument("--omega", type=float, default=NERF_DEFAULT_OMEGA)
+    parser.add_argument("--omega", type=float, default=SINE_DEFAULT_OMEGA)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: OpenMP threads stall badly on a shared, busy machine)")
-    parser.add_argument("--lr", type=float, help="override the cpu preset's learning rate")
+    parser.add_argument("--lr", type=float, help="override the cpu preset's learning rate (the final one "
+                                                 "follows: lr * lr_final_ratio)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML",
                         help="extra config overrides for tuning, e.g. render_step_size=0.03")
     parser.add_argument("--skip-final-eval", action="store_true", help="curve only (tuning runs)")
@@ -77,72 +113,54 @@ def main() -> None:
     out = args.out or Path(__file__).resolve().parent / "results" / f"nerf_cpu_{args.only}.json"
 
     overrides = {**run_specs(args.omega)[args.only], "scene": args.scene, "data_dir": args.data_dir,
-                 "device": "cpu", "time_budget_s": args.budget, "steps": 10**9, "cpu_threads": args.threads}
+                 "device": "cpu", "time_budget_s": args.budget, "steps": None, "threads": args.threads}
     if args.lr is not None:
         overrides["lr"] = args.lr
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = yaml.safe_load(value)
-    config = merge_config(load_preset("cpu"), overrides)
-    scene_dir = resolve_scene_dir(args.scene, args.data_dir)
-    train_views = load_blender_split(scene_dir, "train", config["downscale"], config["background"])
-    test_views = load_blender_split(scene_dir, "test", config["downscale"], config["background"])
-    trainer = NerfTrainer(config, train_views, torch.device("cpu"))
+    config = overlay(load_preset("cpu"), overrides, "command line")
+    torch.set_num_threads(config.threads)
+    scene_dir = resolve_scene_dir(config.scene, config.data_dir)
+    train_views = load_views(scene_dir, "train", config.downscale, config.background)
+    test_views = load_views(scene_dir, "test", config.downscale, config.background)
+    task = NerfTask(config, torch.device("cpu"), train_views)
     started_at = machine_info()
-    print(f"{args.only}: {config['spec']}, sampling: {trainer.path.name}, budget {args.budget:.0f} s")
+    print(f"{args.only}: {config.spec}, sampling: {task.path.name}, budget {args.budget:.0f} s")
 
-    generator = torch.Generator().manual_seed(1234)
-    n_pix = test_views.height * test_views.width
-    flat = torch.randperm(len(test_views) * n_pix, generator=generator)[: args.curve_pixels]
-    view, pixel = flat // n_pix, flat % n_pix
-    rays_o, rays_d = pixel_rays(test_views.camtoworlds, pixel % test_views.width, pixel // test_views.width, view,
-                                test_views.focal, test_views.height, test_views.width)
-    colors = test_views.images.reshape(len(test_views), n_pix, 3)[view, pixel]
-
-    curve, reached_at, eval_seconds = [], None, 0.0
-    next_eval = args.eval_every
+    curve = SubsetCurve(test_views, args.curve_pixels, args.eval_every)
     wall_start = time.perf_counter()
-    while not trainer.finished():
-        stats = trainer.train_step()
-        if trainer.train_seconds >= next_eval or trainer.finished():
-            t0 = time.perf_counter()
-            value = curve_psnr(trainer, rays_o, rays_d, colors)
-            eval_seconds += time.perf_counter() - t0
-            curve.append({"train_seconds": round(trainer.train_seconds, 1), "step": trainer.step,
-                          "subset_psnr": round(value, 3), "rays": stats["rays"], "samples": stats["samples"]})
-            print(f"  t={trainer.train_seconds:6.1f}s step {trainer.step:5d} rays/step {trainer.num_rays:4d} "
-                  f"samples/ray {stats['samples'] / stats['rays']:.1f} subset PSNR {value:.2f} dB", flush=True)
-            if reached_at is None and value >= TARGET_DB:
-                reached_at = trainer.train_seconds
-            next_eval += args.eval_every
+    with tempfile.TemporaryDirectory(prefix="bench-nerf-") as checkpoints:
+        loop = TrainingLoop(task, Path(checkpoints), callbacks=(curve,), progress=False)
+        loop._train()  # the budget, schedule and NaN stop of every run; the final evaluation is the benchmark's
 
     final = None
-    if config["sampler"] == "grid" and not args.skip_final_eval:
+    if config.sampler == "grid" and not args.skip_final_eval:
         t0 = time.perf_counter()
-        final = trainer.evaluate(test_views)
+        final = task.evaluate_views(test_views)
         final["eval_seconds"] = round(time.perf_counter() - t0, 1)
-    report = parameter_report(trainer.field)
+    report = parameter_report(task.field)
     result = {
-        "benchmark": "nerf_cpu", "run": args.only, "scene": args.scene, "spec": config["spec"],
-        "sampling": trainer.path.name, "precision": trainer.precision,
+        "benchmark": "nerf_cpu", "run": args.only, "scene": args.scene, "spec": str(config.spec),
+        "sampling": task.path.name, "precision": task.precision,
         "resolution": [test_views.height, test_views.width], "train_budget_s": args.budget,
-        "train_seconds": round(trainer.train_seconds, 1), "steps": trainer.step,
+        "train_seconds": round(loop.train_seconds, 1), "steps": loop.step,
         "parameters": report["parameters"], "dense_parameters": report["dense_parameters"],
         "percent_of_dense": round(report["percent_of_dense"], 3), "bytes_fp32": report["bytes_fp32"],
         "test_psnr": final["psnr"] if final else None, "test_ssim": final["ssim"] if final else None,
         "test_views": len(test_views) if final else 0, "final_eval": final,
         "curve_definition": f"PSNR of pooled MSE over {args.curve_pixels} fixed random pixels of the "
                             f"{len(test_views)} test views, every {args.eval_every:g} training seconds",
-        "seconds_to_20db_subset": round(reached_at, 1) if reached_at is not None else None,
-        "curve": curve, "curve_eval_seconds": round(eval_seconds, 1),
+        "seconds_to_20db_subset": round(curve.reached_at, 1) if curve.reached_at is not None else None,
+        "curve": curve.points, "curve_eval_seconds": round(curve.eval_seconds, 1),
         "wall_seconds": round(time.perf_counter() - wall_start, 1),
-        "config": config, "machine_start": started_at,
+        "config": to_mapping(config), "machine_start": started_at,
         "machine_end": {"loadavg_1_5_15": list(os.getloadavg())},
     }
     write_json(out, result)
-    summary = f"test PSNR {final['psnr']:.2f} dB" if final else f"subset PSNR {curve[-1]['subset_psnr']:.2f} dB"
-    print(f"{args.only}: {summary} after {trainer.train_seconds:.0f} s, {trainer.step} steps; "
-          f"20 dB at {reached_at if reached_at is not None else 'not reached'} -> {out}")
+    summary = f"test PSNR {final['psnr']:.2f} dB" if final else f"subset PSNR {curve.points[-1]['subset_psnr']:.2f} dB"
+    print(f"{args.only}: {summary} after {loop.train_seconds:.0f} s, {loop.step} steps; "
+          f"20 dB at {curve.reached_at if curve.reached_at is not None else 'not reached'} -> {out}")
 
 
 if __name__ == "__main__":
