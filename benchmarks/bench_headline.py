@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info  # noqa: E402
+from neuralfields.storage import write_json
 
-from neuralfields.training.runs import write_json  # noqa: E402
+from machine import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +34,7 @@ def main() -> None:
     started_at = machine_info()
     with tempfile.TemporaryDirectory() as output:
         command = [sys.executable, "scripts/train_nerf.py", "--scene", "lego", "--rank", "1",
-                   "--data-dir", str(Path(args.data_dir).resolve()), "--output", output]
+                   "--data-dir", str(Path(args.data_dir).resolve()), "--output-root", output]
         start = time.perf_counter()
         subprocess.run(command, cwd=REPO, check=True)
         wall = time.perf_counter() - start

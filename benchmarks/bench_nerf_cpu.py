@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from machine import machine_info
 
 from neuralfields.cli import run_cli
 from neuralfields.config import overlay, to_mapping
@@ -37,6 +36,8 @@ from neuralfields.rendering.render import render_rays_chunked
 from neuralfields.storage import write_json
 from neuralfields.training.loop import Callback, TrainingLoop
 from neuralfields.training.nerf import NerfTask, load_preset
+
+from machine import machine_info
 
 TARGET_DB = 20.0
 
@@ -132,7 +133,7 @@ def main() -> None:
     wall_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-nerf-") as checkpoints:
         loop = TrainingLoop(task, Path(checkpoints), callbacks=(curve,), progress=False)
-        loop._train()  # the budget, schedule and NaN stop of every run; the final evaluation is the benchmark's
+        loop.train()  # the budget, schedule and NaN stop of every run; the final evaluation is the benchmark's
 
     final = None
     if config.sampler == "grid" and not args.skip_final_eval:

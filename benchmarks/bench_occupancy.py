@@ -3,11 +3,11 @@
     flock /tmp/neuralfields-bench.lock .venv/bin/python benchmarks/bench_occupancy.py \
         --mesh armadillo --configs sine-k1,lowrank-k1,dense --seconds 180
 
-Each named config trains the reference occupancy network (see configs/occupancy/default.yaml)
-for `--seconds` of training time, then evaluates both IoU protocols, Chamfer-L1 and normal
-consistency. Results go to benchmarks/results/occupancy_<mesh>.json, rewritten after every
-run; entries of configs that are not re-run are kept, so subsets can be run separately.
-Run folders (meshes, checkpoints) go under outputs/bench/.
+Each named config trains the reference occupancy network (configs/occupancy/default.yaml, or
+relu_pe.yaml for the relu-pe-* configs) for `--seconds` of training time, then evaluates both IoU
+protocols, Chamfer-L1 and normal consistency. Results go to benchmarks/results/occupancy_<mesh>.json,
+rewritten after every run; entries of configs that are not re-run are kept, so subsets can be run
+separately. Run folders (meshes, checkpoints) go under outputs/bench/.
 """
 
 from __future__ import annotations
@@ -15,35 +15,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-import torch
+from neuralfields.cli import run_cli
+from neuralfields.config import overlay
+from neuralfields.errors import NeuralFieldsError
+from neuralfields.storage import create_run_dir, write_json
+from neuralfields.training.occupancy import load_preset, train_occupancy
+
+from machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from machine import machine_info  # noqa: E402
-from neuralfields.cli import run_cli  # noqa: E402
-from neuralfields.errors import NeuralFieldsError  # noqa: E402
-from neuralfields.training.occupancy import resolve_config, train_occupancy  # noqa: E402
-from neuralfields.training.runs import create_run_dir, write_json  # noqa: E402
-
 SHARED_MESHES = ROOT.parent / "shared" / "data" / "meshes"
-RELU_PE = {"activation": "relu", "pe_freqs": 6}
-CONFIGS: dict[str, dict] = {
-    "sine-k1": {"spec": "sine:1"},
-    "sine-k2": {"spec": "sine:2"},
-    "sine-k4": {"spec": "sine:4"},
-    "lowrank-k1": {"spec": "lowrank:1"},
-    "lowrank-k2": {"spec": "lowrank:2"},
-    "lowrank-k4": {"spec": "lowrank:4"},
-    "dense": {"spec": "dense"},
-    "relu-pe-sine-k1": {"spec": "sine:1", "model": RELU_PE},
-    "relu-pe-lowrank-k1": {"spec": "lowrank:1", "model": RELU_PE},
-    "relu-pe-dense": {"spec": "dense", "model": RELU_PE},
+CONFIGS: dict[str, tuple[str, str]] = {  # name: (preset in configs/occupancy/, layer spec)
+    "sine-k1": ("default", "sine:1"),
+    "sine-k2": ("default", "sine:2"),
+    "sine-k4": ("default", "sine:4"),
+    "lowrank-k1": ("default", "lowrank:1"),
+    "lowrank-k2": ("default", "lowrank:2"),
+    "lowrank-k4": ("default", "lowrank:4"),
+    "dense": ("default", "dense"),
+    "relu-pe-sine-k1": ("relu_pe", "sine:1"),
+    "relu-pe-lowrank-k1": ("relu_pe", "lowrank:1"),
+    "relu-pe-dense": ("relu_pe", "dense"),
 }
 
 
@@ -56,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on the shared 2-core machine two threads "
                         "oversubscribe and run several times slower)")
-    parser.add_argument("--output", type=Path, help="result JSON (default benchmarks/results/occupancy_<mesh>.json)")
+    parser.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/occupancy_<mesh>.json)")
     return parser.parse_args()
 
 
@@ -67,9 +62,19 @@ def mesh_path(name: str) -> Path:
     return SHARED_MESHES / f"{name}.obj"
 
 
+def committed_keys(metrics: dict) -> dict:
+    """A run's metrics under the keys of the committed results (`iou_grid_128`, `bytes_fp32`,
+    `bytes_fp16`; metrics.json says `iou_grid` + `iou_grid_resolution` and `bytes: {fp32, fp16}`),
+    so that re-run entries and kept ones read alike."""
+    metrics = dict(metrics)
+    metrics[f"iou_grid_{metrics.pop('iou_grid_resolution')}"] = metrics.pop("iou_grid")
+    sizes = metrics.pop("bytes")
+    metrics.update(bytes_fp32=sizes["fp32"], bytes_fp16=sizes["fp16"])
+    return metrics
+
+
 def main() -> int:
     args = parse_args()
-    torch.set_num_threads(args.threads)
     names = [name.strip() for name in args.configs.split(",") if name.strip()]
     unknown = [name for name in names if name not in CONFIGS]
     if unknown:
@@ -77,7 +82,7 @@ def main() -> int:
     mesh = mesh_path(args.mesh)
     if not mesh.is_file():
         raise NeuralFieldsError(f"mesh file not found: {mesh}")
-    output = args.output or ROOT / "benchmarks" / "results" / f"occupancy_{mesh.stem}.json"
+    output = args.out or ROOT / "benchmarks" / "results" / f"occupancy_{mesh.stem}.json"
     report = json.loads(output.read_text()) if output.is_file() else {"runs": {}}
     report.update({
         "benchmark": "occupancy IoU/Chamfer at a fixed training-time budget",
@@ -91,17 +96,18 @@ def main() -> int:
         },
     })
     for name in names:
-        overrides = {"mesh": str(mesh), **CONFIGS[name]}
-        overrides["train"] = {"steps": 10**9, "max_seconds": args.seconds}
-        if args.omega and overrides["spec"].startswith("sine"):
-            overrides["spec"] += f"@{args.omega:g}"
-        config = resolve_config(overrides)
+        preset, spec = CONFIGS[name]
+        if args.omega and spec.startswith("sine"):
+            spec += f"@{args.omega:g}"
+        overrides = {"mesh": str(mesh), "spec": spec, "steps": None, "time_budget_s": args.seconds,
+                     "threads": args.threads}
+        config = overlay(load_preset(preset), overrides, f"benchmark config {name}")
         run_dir = create_run_dir(ROOT / "outputs" / "bench", "occupancy", mesh.stem, name)
-        print(f"== {name}: {config['spec']} {config['model']['activation']} -> {run_dir}", flush=True)
+        print(f"== {name}: {config.spec} {config.activation} -> {run_dir}", flush=True)
         load_start = os.getloadavg()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        metrics = train_occupancy(config, run_dir, progress=True)
-        metrics.pop("layers", None)
+        run_dir, metrics = train_occupancy(config, run_dir=run_dir, progress=True)
+        metrics = committed_keys(metrics)
         report["runs"][name] = {
             **metrics,
             "date": started,

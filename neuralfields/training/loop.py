@@ -114,8 +114,8 @@ class TrainingLoop:
 
     def run(self) -> dict:
         """Train to the end of the budget, then evaluate and write metrics.json; returns the metrics."""
-        self._train()
-        return self._finish()
+        self.train()
+        return self.finish()
 
     def _bar(self) -> progress_bar:
         """Counts steps when the run is limited by steps only, else seconds of the time budget,
@@ -127,7 +127,8 @@ class TrainingLoop:
                             unit="s", dynamic_ncols=True, mininterval=1.0, disable=not self.show_progress,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s train{postfix}")
 
-    def _train(self) -> None:
+    def train(self) -> None:
+        """Optimise until the budget is spent (checkpoints, NaN stop, Ctrl-C), then checkpoint."""
         bar = self._bar()
         try:
             while self.progress() < 1.0:
@@ -138,7 +139,8 @@ class TrainingLoop:
                 self.train_seconds += time.perf_counter() - started
                 self.step += 1
                 bar.set_postfix(step=self.step, **self.task.summary(), refresh=False)
-                bar.update((self.step if self.config.time_budget_s is None else round(self.train_seconds, 1)) - bar.n)
+                done = self.step if self.config.time_budget_s is None else round(self.train_seconds, 1)
+                bar.update(min(done, bar.total) - bar.n)
                 for callback in self.callbacks:
                     callback.on_step(self, stats)
                 every = self.task.validate_every
@@ -157,7 +159,8 @@ class TrainingLoop:
         bar.close()
         self.checkpoint()
 
-    def _finish(self) -> dict:
+    def finish(self) -> dict:
+        """The task's final evaluation with the run's counts: metrics.json, also returned."""
         report = parameter_report(self.task.model)
         quality = self.task.evaluate(self.run_dir)
         device = next(self.task.model.parameters()).device
