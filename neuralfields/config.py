@@ -107,9 +107,16 @@ def defaults(config_type: type[ConfigT]) -> ConfigT:
     return dataclasses.replace(config, spec=config.spec.resolved(config_type.default_omega))
 
 
-def from_yaml(config_type: type[ConfigT], path: str | Path, base: ConfigT | None = None) -> ConfigT:
-    """A preset or saved config file laid over `base` (default: the task's defaults)."""
-    return overlay(base if base is not None else defaults(config_type), read_yaml_mapping(path), str(path))
+def load_preset(config_type: type[ConfigT], preset_dir: Path, name_or_path: str) -> ConfigT:
+    """The task's defaults overlaid by a preset: a name of a YAML file in `preset_dir` or a YAML
+    path. A preset may say `extends: <preset>` to start from another one."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = preset_dir / f"{name_or_path}.yaml"
+    values = read_yaml_mapping(path)
+    extends = values.pop("extends", None)
+    base = load_preset(config_type, preset_dir, str(extends)) if extends else defaults(config_type)
+    return overlay(base, values, str(path))
 
 
 def saved_task(values: dict) -> str:

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralfields.config import RunConfig, defaults, load_run_config, overlay, setting
+from neuralfields.config import RunConfig, load_run_config, setting
+from neuralfields.config import load_preset as load_task_preset
 from neuralfields.data.scenes import ViewSet, is_llff_scene, load_views, resolve_scene_dir
 from neuralfields.device import autocast_dtype, resolve_device
 from neuralfields.errors import NeuralFieldsError
@@ -26,7 +27,6 @@ from neuralfields.progress import progress_bar
 from neuralfields.rendering.cameras import forward_facing_circle, image_rays, orbit_camtoworlds
 from neuralfields.rendering.render import RenderSettings, render_image, render_rays
 from neuralfields.rendering.sampling import SamplingPath, create_sampling_path
-from neuralfields.storage import read_yaml_mapping
 from neuralfields.training.loop import Callback, start_run, train_in_folder
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "nerf"
@@ -99,14 +99,8 @@ class NerfConfig(RunConfig):
 
 
 def load_preset(name_or_path: str) -> NerfConfig:
-    """The defaults overlaid by a preset (`cpu`, `gpu`, `demo`, `llff` from configs/nerf/, or a YAML
-    path). A preset may say `extends: <preset>` to start from another one."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
-    values = read_yaml_mapping(path)
-    base = load_preset(str(values.pop("extends"))) if "extends" in values else defaults(NerfConfig)
-    return overlay(base, values, str(path))
+    """`cpu`, `gpu`, `demo`, `llff` from configs/nerf/, or a YAML path, over NerfConfig's defaults."""
+    return load_task_preset(NerfConfig, PRESET_DIR, name_or_path)
 
 
 def auto_preset(scene: str, data_dir: str | Path | None = None, device: str = "auto") -> str:

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 import trimesh
 
 from neuralfields import storage
-from neuralfields.config import RunConfig, defaults, from_yaml, load_run_config, setting
+from neuralfields.config import RunConfig, load_run_config, setting
+from neuralfields.config import load_preset as load_task_preset
 from neuralfields.device import resolve_device
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.fields.occupancy import OccupancyField
@@ -103,11 +104,8 @@ class OccupancyConfig(RunConfig):
 
 
 def load_preset(name_or_path: str) -> OccupancyConfig:
-    """The defaults overlaid by a preset (`default`, `relu_pe` from configs/occupancy/, or a YAML path)."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.yaml"
-    return from_yaml(OccupancyConfig, path, defaults(OccupancyConfig))
+    """`default`, `relu_pe` from configs/occupancy/, or a YAML path, over OccupancyConfig's defaults."""
+    return load_task_preset(OccupancyConfig, PRESET_DIR, name_or_path)
 
 
 def build_model(config: OccupancyConfig, device: torch.device | str = "cpu") -> OccupancyField:
