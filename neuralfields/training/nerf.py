@@ -19,7 +19,6 @@ from neuralfields.config import RunConfig, load_run_config, setting
 from neuralfields.config import load_preset as load_task_preset
 from neuralfields.data.scenes import ViewSet, is_llff_scene, load_views, resolve_scene_dir
 from neuralfields.device import autocast_dtype, resolve_device
-from neuralfields.errors import NeuralFieldsError
 from neuralfields.fields.radiance import RadianceField
 from neuralfields.media import save_png, write_video
 from neuralfields.metrics import psnr, psnr_from_mse, ssim
