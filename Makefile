@@ -4,7 +4,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo gpu-check clean
 
 setup: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 		(apt-get update -qq && apt-get install -y -qq libusb-1.0-0) >/dev/null || \
 		{ echo "error: open3d needs libusb-1.0: run 'apt-get install libusb-1.0-0' as root"; exit 1; }; }
 	$(PYTHON) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,adapters]"
 	@touch $(STAMP)
 
 test: setup
@@ -25,6 +25,9 @@ test: setup
 demo: setup
 	$(PYTHON) scripts/spectrum.py --out outputs/demo/spectrum.png
 	$(PYTHON) scripts/train_nerf.py --scene demo --rank 1
+
+gpu-check: setup
+	$(PYTHON) benchmarks/gpu/check.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -119,7 +119,7 @@ def add_run_args(parser: argparse.ArgumentParser, preset_help: str) -> None:
 
 def layer_spec_from_args(args: argparse.Namespace, base: LayerSpec) -> LayerSpec:
     """The spec named by --spec or by --kind/--rank/--omega over `base`.
-    A kind change drops the base's rank and omega only where the new kind takes none."""
+    A kind change drops the base's omega and initialisation; the rank stays where the kind takes one."""
     if args.spec is not None:
         if any(value is not None for value in (args.kind, args.rank, args.omega)):
             raise NeuralFieldsError("give either --spec or --kind/--rank/--omega, not both")
@@ -137,8 +137,9 @@ def layer_spec_from_args(args: argparse.Namespace, base: LayerSpec) -> LayerSpec
     rank = args.rank if args.rank is not None else base.rank
     if rank is None:
         raise NeuralFieldsError(f"--kind {kind.name} needs --rank")
-    omega = args.omega if args.omega is not None else (base.omega if base.kind == kind.name else None)
-    return LayerSpec(kind.name, rank, omega)
+    same_kind = base.kind == kind.name
+    omega = args.omega if args.omega is not None else (base.omega if same_kind else None)
+    return LayerSpec(kind.name, rank, omega, base.init if same_kind else None)
 
 
 def run_overrides(args: argparse.Namespace, base: RunConfig | None = None,

@@ -2,8 +2,9 @@
 
 On a terminal `progress_bar` is an ordinary tqdm bar. When the output is not a terminal (a log
 file, CI, a pipe), redrawing a bar writes hundreds of carriage-return frames into the log, so the
-bar instead prints one plain line every LOG_INTERVAL_S seconds and a last line when it closes
-(bars made with leave=False print no last line).
+bar instead prints one plain line every LOG_INTERVAL_S seconds (the first after that long, so
+short work prints nothing) and a last line when it closes (bars made with leave=False print no
+last line).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class progress_bar(tqdm):  # noqa: N801 - used like the tqdm function it replace
         stream = kwargs.get("file") or sys.stderr
         self._log_mode = not (hasattr(stream, "isatty") and stream.isatty())
         if self._log_mode:
-            kwargs["mininterval"] = kwargs["maxinterval"] = LOG_INTERVAL_S
+            kwargs["mininterval"] = kwargs["maxinterval"] = kwargs["delay"] = LOG_INTERVAL_S
             kwargs.pop("dynamic_ncols", None)
             kwargs.setdefault("ncols", 100)
         super().__init__(*args, **kwargs)

@@ -22,7 +22,7 @@ from torch import nn
 from neuralfields import storage
 from neuralfields.config import RunConfig, load_run_config, saved_task
 from neuralfields.errors import NeuralFieldsError
-from neuralfields.training import nerf, occupancy
+from neuralfields.training import nerf, occupancy, vit
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class TaskKind:
 TASKS: dict[str, TaskKind] = {
     "nerf": TaskKind(nerf.NerfConfig, nerf.build_model),
     "occupancy": TaskKind(occupancy.OccupancyConfig, occupancy.build_model),
+    "vit": TaskKind(vit.ViTConfig, vit.build_model),
 }
 
 

@@ -73,3 +73,60 @@ def tiny_llff_scene(tmp_path_factory):
     images = rgba[..., :3] + (1.0 - rgba[..., 3:])  # premultiplied colour over white
     bounds = np.tile([3.0, 5.0], (16, 1))
     return save_llff_scene(tmp_path_factory.mktemp("llff") / "demo_llff", poses, bounds, images, focal)
+
+
+class CirclingCapture(NamedTuple):
+    """One synthetic circling capture written in three formats, and what it was made from."""
+
+    llff: Path
+    nerfstudio: Path
+    colmap: Path
+    camtoworlds: np.ndarray  # (N,4,4) OpenGL, in the demo object's world (object at the origin, Z up)
+    capture_to_demo: np.ndarray  # (4,4) similarity taking the capture's world to the demo's
+    focal: float
+
+
+def random_similarity(seed: int, scale: float) -> np.ndarray:
+    """A rotation, translation and uniform scale (4,4): the arbitrary world a capture's poses come in."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    transform = np.eye(4)
+    transform[:3, :3] = scale * q
+    transform[:3, 3] = rng.uniform(-3, 3, 3)
+    return transform
+
+
+@pytest.fixture(scope="session")
+def circling_capture(tmp_path_factory):
+    """The demo object photographed by 16 cameras around it (radius 4, elevations alternating 20 and
+    40 degrees, even azimuths, 24x24, white behind the object), posed in an arbitrary world (rotated,
+    moved, scaled 2.5x) and written as an LLFF folder, a nerfstudio folder and a COLMAP text model
+    (with 3D points on the object). Every 8th photo is held out."""
+    from neuralfields.data.colmap import save_colmap_model
+    from neuralfields.data.nerfstudio import save_nerfstudio_scene
+    from neuralfields.rendering.cameras import look_at
+
+    parts = build_demo_parts()
+    scene = raycasting_scene([part.mesh for part in parts])
+    azimuth = np.arange(16) * (2 * math.pi / 16)
+    elevation = np.radians(np.where(np.arange(16) % 2 == 0, 20.0, 40.0))
+    eye = 4.0 * np.stack([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
+                          np.sin(elevation)], axis=1)
+    camtoworlds = look_at(torch.from_numpy(eye).float(), torch.zeros(3)).double().numpy()
+    size, focal = 24, 12.0 / math.tan(0.5 * CAMERA_ANGLE_X)
+    rgba = np.stack([render_view(scene, parts, torch.from_numpy(pose).float(), size, size, focal)
+                     for pose in camtoworlds])
+    images = rgba[..., :3] + (1.0 - rgba[..., 3:])  # premultiplied colour over white
+    demo_to_capture = random_similarity(3, 2.5)
+    poses = demo_to_capture @ camtoworlds
+    poses[:, :3, :3] /= 2.5  # rotations stay rotations; positions carry the scale
+    points = np.asarray(build_demo_parts()[0].mesh.vertices[::7], dtype=np.float64)
+    points = points @ demo_to_capture[:3, :3].T + demo_to_capture[:3, 3]
+    root = tmp_path_factory.mktemp("circling")
+    return CirclingCapture(
+        llff=save_llff_scene(root / "llff", poses, np.tile([2.0 * 2.5, 6.0 * 2.5], (16, 1)), images, focal),
+        nerfstudio=save_nerfstudio_scene(root / "nerfstudio", poses, images, focal),
+        colmap=save_colmap_model(root / "colmap", poses, images, focal, points=points),
+        camtoworlds=camtoworlds, capture_to_demo=np.linalg.inv(demo_to_capture), focal=focal,
+    )

@@ -37,6 +37,9 @@ def test_layer_flags_change_only_what_they_name():
     assert "spec" not in overrides("--steps", "3")
     dense_base = overlay(BASE, {"spec": "dense"}, "test")
     assert overrides("--kind", "sine", "--rank", "2", base=dense_base)["spec"] == LayerSpec("sine", 2)
+    matched_base = overlay(BASE, {"spec": "lowrank:1,init=matched"}, "test")
+    assert overrides("--rank", "2", base=matched_base)["spec"] == LayerSpec("lowrank", 2, init="matched")
+    assert overrides("--kind", "sine", base=matched_base)["spec"] == LayerSpec("sine", 1)
     for argv, message in [(["--kind", "lowrank", "--omega", "5"], "--omega applies only to --kind sine"),
                           (["--kind", "dense", "--rank", "2"], "--rank does not apply to --kind dense"),
                           (["--kind", "sine"], "--kind sine needs --rank"),
@@ -112,7 +115,7 @@ def test_progress_in_a_log_file_is_a_few_plain_lines():
     bar.close()
     lines = log.getvalue().splitlines()
     assert "\r" not in log.getvalue()
-    assert 2 <= len(lines) <= 3 and lines[-1].startswith("training: 100%")
+    assert len(lines) == 1 and lines[-1].startswith("training: 100%")  # short work: the last line only
 
 
 def test_readers_see_a_run_that_is_training(tmp_path):

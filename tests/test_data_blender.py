@@ -190,7 +190,8 @@ def test_resolve_scene_dir_names_both_data_dir_forms_and_paths_tried(tmp_path):
     message = str(info.value)
     assert message.startswith(f"scene folder not found: {tmp_path / 'data' / 'lego'}; --data-dir {tmp_path / 'data'} ")
     assert "folder holding the scene folders (DIR/lego)" in message
-    assert "scene folder itself (named 'lego' or holding transforms_train.json or poses_bounds.npy)" in message
+    assert ("scene folder itself (named 'lego' or holding transforms_train.json, transforms.json, poses_bounds.npy "
+            "or a COLMAP sparse model)") in message
     assert "nerf_synthetic.zip" in message and "<data>/nerf_synthetic" not in message and "\n" not in message
 
 

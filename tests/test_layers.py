@@ -9,7 +9,7 @@ from torch import nn
 from neuralfields.layers.counting import count_parameters, parameter_report
 from neuralfields.layers.diagnostics import numerical_rank
 from neuralfields.layers.linear import LowRankLinear, SineLowRankLinear, weight_matrix
-from neuralfields.layers.spec import LayerSpec
+from neuralfields.layers.spec import KINDS, LayerSpec
 
 
 def explicit_weight(layer):
@@ -85,7 +85,9 @@ def test_spec_errors_say_what_is_wrong_and_what_is_accepted(text, message):
     with pytest.raises(ValueError) as info:
         LayerSpec.parse(text)
     assert message in str(info.value)
-    assert "expected 'dense', 'lowrank:K', 'sine:K' or 'sine:K@OMEGA'" in str(info.value)
+    assert "expected 'dense', 'lowrank:K', 'sine:K', 'sine:K@OMEGA'" in str(info.value)
+    # every registered kind's syntax is listed (the registry grows: adaptive rank, adapters)
+    assert all(form in str(info.value) for kind in KINDS.values() for form in kind.syntax)
 
 
 def test_build_uses_dense_where_factorising_does_not_pay():
@@ -149,3 +151,39 @@ def test_weight_cache_is_reused_and_never_stale(monkeypatch):
     layer.load_state_dict(other.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(layer(x), other(x))
+
+
+def test_matched_lowrank_init_has_the_per_entry_variance_of_nn_linear():
+    """U V^T with the matched init has nn.Linear's weight variance 1 / (3 in); the reference init
+    gives 1 / (9 K), ~28x more at in=256, K=1 (why plain rank-1 networks can fail to train)."""
+    torch.manual_seed(0)
+    in_features, out_features = 256, 512
+    dense = torch.stack([nn.Linear(in_features, out_features).weight for _ in range(4)]).var().item()
+    assert dense == pytest.approx(1 / (3 * in_features), rel=0.02)
+    for rank in (1, 4, 16):
+        matched = torch.cat([LayerSpec.parse(f"lowrank:{rank},init=matched").build(in_features, out_features)
+                             .weight_matrix().detach().flatten() for _ in range(8)])
+        assert matched.mean().abs() < 1e-3 and matched.var().item() == pytest.approx(dense, rel=0.05)
+        reference = LowRankLinear(in_features, out_features, rank).weight_matrix().detach()
+        assert reference.var().item() == pytest.approx(1 / (9 * rank), rel=0.15)
+
+
+def test_init_option_round_trips_through_spec_and_config_yaml(tmp_path):
+    from neuralfields.config import defaults, load_run_config, overlay, to_mapping
+    from neuralfields.storage import save_config
+    from neuralfields.training.occupancy import OccupancyConfig
+
+    spec = LayerSpec.parse("lowrank:4,init=matched")
+    assert spec == LayerSpec("lowrank", 4, init="matched") and str(spec) == "lowrank:4,init=matched"
+    assert spec.label == "lowrank-k4-matched" and LayerSpec.parse(str(spec)) == spec
+    assert LayerSpec.parse("lowrank:4,init=reference") == LayerSpec.parse("lowrank:4")   # the default is implicit
+    assert LowRankLinear(8, 8, 2).init == "reference" and spec.build(64, 64).init == "matched"
+    config = overlay(defaults(OccupancyConfig), {"spec": "lowrank:4,init=matched"}, "test")
+    save_config(tmp_path, to_mapping(config))
+    assert "spec: lowrank:4,init=matched" in (tmp_path / "config.yaml").read_text()
+    assert load_run_config(OccupancyConfig, tmp_path).spec == spec
+    for text, message in [("sine:1,init=matched", "unknown initialisation 'matched' for sine layers"),
+                          ("lowrank:1,init=glorot", "offered: one of reference, matched"),
+                          ("lowrank:1,seed=3", "malformed layer spec")]:
+        with pytest.raises(ValueError, match=message):
+            LayerSpec.parse(text)

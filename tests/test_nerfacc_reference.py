@@ -38,16 +38,17 @@ def padded(values, ray_indices, n_rays):
     return table, real
 
 
-@pytest.mark.parametrize("estimator", [CpuOccGridEstimator(AABB, 8), UniformSampler(8),
-                                       nerfacc.OccGridEstimator(AABB, 8, levels=1)],
-                         ids=["CpuOccGridEstimator", "UniformSampler", "nerfacc.OccGridEstimator"])
+@pytest.mark.parametrize("estimator", [CpuOccGridEstimator(AABB, 8), CpuOccGridEstimator(AABB, 8, levels=3),
+                                       UniformSampler(8), nerfacc.OccGridEstimator(AABB, 8, levels=1)],
+                         ids=["CpuOccGridEstimator", "CpuOccGridEstimator-3-levels", "UniformSampler",
+                              "nerfacc.OccGridEstimator"])
 def test_estimators_share_the_estimator_protocol(estimator):
     """Every sampler, nerfacc's included, is an Estimator and takes each of its keywords."""
     assert isinstance(estimator, Estimator)
     rays = torch.zeros(2, 3)
     inspect.signature(estimator.sampling).bind(
         rays, rays, sigma_fn=None, near_plane=2.0, far_plane=6.0, render_step_size=1e-2,
-        early_stop_eps=1e-4, alpha_thre=0.0, stratified=False,
+        early_stop_eps=1e-4, alpha_thre=0.0, stratified=False, cone_angle=0.004,
     )
     inspect.signature(estimator.update_every_n_steps).bind(
         0, sphere_occupancy(0.5), occ_thre=1e-2, ema_decay=0.95, warmup_steps=256, n=16,
@@ -108,6 +109,37 @@ def test_grid_update_matches_nerfacc_bit_for_bit(radius):
     occupied = [int(binaries.sum()) for _, binaries in ours]
     assert 0 < occupied[-1] < 16**3
     assert (max(occupied[16:]) > 16**3 // 4) == (radius == 0.7), occupied
+
+
+@pytest.mark.parametrize("radius", [0.4, 1.6], ids=["inner-level", "outer-levels"])
+def test_multi_level_grid_update_matches_nerfacc_bit_for_bit(radius):
+    """The same with three levels (boxes 1x, 2x, 4x the aabb, nerfacc's unbounded layout): each level
+    draws its cells in nerfacc's order and the threshold spans all levels. The larger ball reaches
+    beyond the base box."""
+    occ_eval_fn = sphere_occupancy(radius)
+    ours = grid_history(CpuOccGridEstimator(AABB, 8, levels=3), occ_eval_fn, updates=30)
+    theirs = grid_history(nerfacc.OccGridEstimator(AABB, 8, levels=3), occ_eval_fn, updates=30)
+    assert torch.equal(CpuOccGridEstimator(AABB, 8, levels=3).aabbs, nerfacc.OccGridEstimator(AABB, 8, levels=3).aabbs)
+    for update, ((occs, binaries), (ref_occs, ref_binaries)) in enumerate(zip(ours, theirs)):
+        assert torch.equal(occs, ref_occs), f"occs differ after update {update}"
+        assert torch.equal(binaries, ref_binaries), f"binaries differ after update {update}"
+    per_level = ours[-1][1].flatten(1).sum(dim=1)
+    assert (per_level > 0).all() and per_level[-1] < 8**3, per_level  # occupied and empty cells
+
+
+def test_multi_level_lookup_matches_nerfacc_query():
+    """A point is judged by the finest level that holds it and is empty beyond the largest box, as
+    nerfacc's own multi-level lookup (nerfacc.grid._query) says."""
+    from nerfacc.grid import _query
+
+    estimator = CpuOccGridEstimator(AABB, 8, levels=3)
+    torch.manual_seed(0)
+    estimator.binaries = torch.rand(estimator.binaries.shape) < 0.5
+    points = torch.cat([torch.rand(20000, 3) * 12 - 6, torch.rand(5000, 3) * 2 - 1])
+    reference, _ = _query(points, estimator.binaries, estimator.aabbs[0])
+    ours = estimator._occupied(points)
+    assert torch.equal(ours, reference.bool())
+    assert 0.2 < ours.float().mean() < 0.5  # occupied cells at every level, empty space beyond the largest box
 
 
 def test_grid_sampler_visibility_matches_nerfacc():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from neuralfields.rendering import volume
-from neuralfields.rendering.cameras import image_rays, orbit_camtoworlds
+from neuralfields.rendering.cameras import image_rays, look_at, orbit_camtoworlds
 from neuralfields.rendering.occupancy_grid import CpuOccGridEstimator
 from neuralfields.rendering.render import RenderSettings, render_image
 from neuralfields.rendering.sampling import create_sampling_path
@@ -134,3 +134,59 @@ def test_segmented_visibility_matches_all_at_once_with_fewer_queries():
     for segmented, at_once in zip(*results):
         assert torch.equal(segmented, at_once)
     assert queried[0] < 0.8 * queried[1], queried
+
+
+# ----------------------------------------------------------------------------- unbounded scenes
+
+
+def test_cone_marching_follows_nerfacc_step_rule():
+    """Steps of clamp(t * cone_angle, step, inf): fixed up to t = step / cone_angle, then growing,
+    as a plain loop computes them; each ray's table reaches its far end."""
+    from neuralfields.rendering.occupancy_grid import marching_boundaries
+
+    t_start, t_stop = torch.tensor([0.2, 0.9, 3.0]), torch.tensor([6.0, 1.4, 40.0])
+    starts, ends = marching_boundaries(t_start, t_stop, 0.01, 0.02)
+    for ray in range(3):
+        t, expected = float(t_start[ray]), []
+        while t < float(t_stop[ray]):
+            expected.append(t)
+            t += max(t * 0.02, 0.01)
+        valid = starts[ray] < t_stop[ray]
+        torch.testing.assert_close(starts[ray][valid], torch.tensor(expected), rtol=1e-5, atol=1e-5)
+        assert ends[ray][valid][-1] == t_stop[ray]
+    assert starts.shape[1] < 300  # 40 / 0.01 = 4000 fixed steps; growing steps need ~200
+
+
+def test_multi_level_grid_renders_far_content_like_the_dense_renderer():
+    """A blob far outside the base box (at distance ~5 from the origin, inside the third level) is
+    sampled by the coarse levels with growing steps and rendered as the dense quadrature does."""
+    torch.manual_seed(0)
+    field = GaussianBlobs()
+    field.centres.data = torch.tensor([[0.2, 0.0, 0.1], [-4.5, 1.0, 0.5]])
+    field.radii = torch.tensor([0.25, 0.6])
+    path = create_sampling_path(torch.device("cpu"), "grid", aabb=[-1.0] * 3 + [1.0] * 3, grid_resolution=32,
+                                grid_levels=4)
+    settings = RenderSettings(near=0.1, far=1e10, render_step_size=2e-3, cone_angle=1e-3)
+    fill_grid(path.estimator, field, settings.render_step_size)
+    assert path.estimator.binaries[2].any() and "x 4 levels" in path.name
+    c2w = look_at(torch.tensor([[3.0, -1.0, 0.3]]), torch.tensor([-2.0, 0.5, 0.3]))[0]
+    ours = render_image(field, path, c2w, 16, 16, 12.0, settings, chunk=100)["rgb"]
+    reference = dense_reference_image(field, c2w, 16, 16, 12.0, 0.1, 16.0, n=12000)
+    assert (reference - 1).abs().max() > 0.3, "the view must see the far blob"
+    assert (ours - reference).abs().max() < 2e-2
+    assert (ours - reference).abs().mean() < 2e-3
+
+
+def test_sphere_contraction():
+    from neuralfields.rendering.contraction import contract
+
+    points = torch.randn(1000, 3) * 5
+    contracted = contract(points, "sphere")
+    norms = points.norm(dim=-1)
+    torch.testing.assert_close(contracted[norms <= 1], points[norms <= 1])
+    assert contracted.norm(dim=-1).max() < 2.0
+    far = torch.tensor([[1e6, 0.0, 0.0], [1.0 + 1e-6, 0.0, 0.0]])
+    torch.testing.assert_close(contract(far, "sphere"), torch.tensor([[2.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    assert contract(points, "none") is points
+    settings = RenderSettings(contraction="sphere")
+    torch.testing.assert_close(settings.field_points(points), contracted)

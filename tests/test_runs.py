@@ -126,7 +126,7 @@ def test_run_api_refuses_folders_that_are_not_runs(tmp_path):
     with pytest.raises(NeuralFieldsError, match="is not a run folder: config.yaml is missing"):
         open_run(tmp_path)
     (tmp_path / "config.yaml").write_text("task: tetris\n")
-    with pytest.raises(NeuralFieldsError, match=r"is a run of unknown task 'tetris' \(known: nerf, occupancy\)"):
+    with pytest.raises(NeuralFieldsError, match=r"is a run of unknown task 'tetris' \(known: nerf, occupancy, vit\)"):
         open_run(tmp_path)
     (tmp_path / "config.yaml").write_text("task: occupancy\nwidth: many\n")
     with pytest.raises(NeuralFieldsError, match=r"config.yaml: width must be a whole number, got 'many'"):

@@ -1,4 +1,4 @@
-"""Dataset loaders (Blender, LLFF) and the embedded demo scene."""
+"""Dataset loaders (Blender scenes; photo captures as LLFF, nerfstudio or COLMAP folders) and the embedded demo scene."""
 
 from pathlib import Path
 

@@ -1,14 +1,15 @@
-"""Loader for forward-facing LLFF scenes (poses_bounds.npy + images/) and NDC rays.
+"""Loader for LLFF scenes (poses_bounds.npy + images/), forward-facing or circling.
 
 poses_bounds.npy holds one row of 17 numbers per image (images sorted by file name): a 3x5 matrix
 flattened row-major -- a 3x4 camera-to-world in LLFF's [down, right, back] axis order plus a
 column (height, width, focal) of the full-resolution images -- then the near and far depth bounds.
-Loading converts the axes to the OpenGL convention [right, up, back], scales the world so the
-nearest bound becomes 1 / bound_margin (so near = 1 is a safe NDC near plane), and recentres the
-poses on their average pose (as in the original NeRF code). Forward-facing scenes are rendered in
+Reading converts the axes to the OpenGL convention [right, up, back]; neuralfields.data.captures
+then measures the spread of the view directions and normalises the scene: forward-facing captures
+(the original LLFF scenes) are scaled so the nearest bound becomes 1 / 0.75 (so near = 1 is a safe
+NDC near plane), recentred on the average pose (as in the original NeRF code) and rendered in
 normalised device coordinates (neuralfields.rendering.cameras.ndc_rays, applied by image_rays when
-ndc=True); in NDC t runs from 0 (near plane) to 1 (infinity), which is what the returned ViewSet's
-near/far say (with ndc=True).
+ndc=True; t runs from 0 at the near plane to 1 at infinity, which is what the ViewSet's near/far
+say); circling captures (phone captures around an object) are spherified and use world rays.
 """
 
 from __future__ import annotations
@@ -16,31 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-from neuralfields.progress import progress_bar
 
-from neuralfields.data.images import area_downscale, read_image
+from neuralfields.data.captures import HOLDOUT_EVERY, Capture, average_pose, capture_views
 from neuralfields.data.views import ViewSet
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.media import save_png
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 LLFF_SPLITS = ("train", "val", "test", "all")
-
-
-def _normalise(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
-
-
-def average_pose(poses: np.ndarray) -> np.ndarray:
-    """The mean camera (4,4) of camera-to-worlds (N,3|4,4): mean centre, mean back axis, mean up axis."""
-    centre = poses[:, :3, 3].mean(axis=0)
-    back = _normalise(poses[:, :3, 2].sum(axis=0))
-    right = _normalise(np.cross(poses[:, :3, 1].sum(axis=0), back))
-    up = np.cross(back, right)
-    pose = np.eye(4)
-    pose[:3, :4] = np.stack([right, up, back, centre], axis=1)
-    return pose
+__all__ = ["LLFF_SPLITS", "average_pose", "downscaled_files", "load_llff_scene", "read_llff_capture", "save_llff_scene"]  # average_pose: kept here too
 
 
 def _read_poses_bounds(scene_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,71 +50,65 @@ def _read_poses_bounds(scene_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndar
     return matrices[:, :, :4], matrices[:, :, 4], bounds
 
 
-def _image_files(scene_dir: Path, factor: int) -> tuple[list[Path], int]:
-    """Sorted image paths and the downscale still to apply (1 when an images_<factor> folder exists)."""
-    folder, remaining = scene_dir / f"images_{factor}", 1
-    if factor == 1 or not folder.is_dir():
-        folder, remaining = scene_dir / "images", factor
+def _image_files(scene_dir: Path) -> list[Path]:
+    """The photos of images/, sorted by name (the order of the pose rows)."""
+    folder = scene_dir / "images"
     if not folder.is_dir():
         raise NeuralFieldsError(f"image folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise NeuralFieldsError(f"no PNG/JPEG images in {folder}")
-    return files, remaining
+    return files
+
+
+def downscaled_files(scene_dir: Path, factor: int, count: int) -> dict[int, list[Path]]:
+    """{factor: photos of images_<factor>/} when that folder exists (LLFF's pre-downscaled copies,
+    sorted by name like images/, one per pose), else {}."""
+    folder = scene_dir / f"images_{factor}"
+    if factor == 1 or not folder.is_dir():
+        return {}
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(files) != count:
+        raise NeuralFieldsError(f"{scene_dir / 'poses_bounds.npy'} has {count} poses but {folder} has "
+                                f"{len(files)} images")
+    return {factor: files}
+
+
+def read_llff_capture(scene_dir: str | Path) -> Capture:
+    """The photos and cameras of an LLFF scene folder (OpenGL axes, the capture's own world)."""
+    scene_dir = Path(scene_dir)
+    if not scene_dir.is_dir():
+        raise NeuralFieldsError(f"LLFF scene folder not found: {scene_dir}")
+    llff_poses, hwf, bounds = _read_poses_bounds(scene_dir)
+    files = _image_files(scene_dir)
+    if len(files) != len(llff_poses):
+        raise NeuralFieldsError(f"{scene_dir / 'poses_bounds.npy'} has {len(llff_poses)} poses but "
+                                f"{files[0].parent} has {len(files)} images")
+    # [down, right, back] -> [right, up, back]
+    poses = np.concatenate([llff_poses[:, :, 1:2], -llff_poses[:, :, 0:1], llff_poses[:, :, 2:4]], axis=2)
+    camtoworlds = np.tile(np.eye(4), (len(poses), 1, 1))
+    camtoworlds[:, :3] = poses
+    height, width, focal = hwf[:, 0], hwf[:, 1], hwf[:, 2]
+    intrinsics = np.stack([focal, focal, width / 2, height / 2], axis=1)
+    return Capture("LLFF poses_bounds.npy", files, camtoworlds, intrinsics, np.stack([width, height], axis=1),
+                   np.zeros((len(files), 6)), bounds)
 
 
 def load_llff_scene(scene_dir: str | Path, split: str = "train", factor: int = 8,
-                    holdout_every: int = 8, bound_margin: float = 0.75) -> ViewSet:
+                    holdout_every: int = HOLDOUT_EVERY, scene_kind: str = "auto") -> ViewSet:
     """Load an LLFF scene downscaled by `factor`; every holdout_every-th image is the test/val split.
 
-    Uses images_<factor>/ when present, else averages factor x factor blocks of images/.
-    Returns a ViewSet with alphas 1, ndc=True, near=0, far=1 (NDC ray parameters).
+    Uses images_<factor>/ when present, else averages factor x factor blocks of images/ (after a
+    centred crop to multiples of the factor). Forward-facing scenes (or scene_kind="forward") get
+    ndc=True, near=0, far=1 (NDC ray parameters); circling ones world rays (see data/captures.py).
     """
     if split not in LLFF_SPLITS:
         raise NeuralFieldsError(f"split must be one of {', '.join(LLFF_SPLITS)}, got {split!r}")
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise NeuralFieldsError(f"downscale factor must be a positive integer, got {factor!r}")
-    scene_dir = Path(scene_dir)
-    if not scene_dir.is_dir():
-        raise NeuralFieldsError(f"LLFF scene folder not found: {scene_dir}")
-    llff_poses, hwf, bounds = _read_poses_bounds(scene_dir)
-    files, remaining = _image_files(scene_dir, factor)
-    if len(files) != len(llff_poses):
-        raise NeuralFieldsError(f"{scene_dir / 'poses_bounds.npy'} has {len(llff_poses)} poses but "
-                                f"{files[0].parent} has {len(files)} images")
-
-    # [down, right, back] -> [right, up, back]
-    poses = np.concatenate([llff_poses[:, :, 1:2], -llff_poses[:, :, 0:1], llff_poses[:, :, 2:4]], axis=2)
-    scale = 1.0 / (bounds.min() * bound_margin)
-    poses[:, :, 3] *= scale
-    homogeneous = np.tile(np.eye(4), (len(poses), 1, 1))
-    homogeneous[:, :3] = poses
-    camtoworlds = np.linalg.inv(average_pose(homogeneous)) @ homogeneous
-
-    indices = np.arange(len(files))
-    held_out = indices[::holdout_every]
-    chosen = {"all": indices, "test": held_out, "val": held_out,
-              "train": np.setdiff1d(indices, held_out)}[split]
-
-    images, size = [], None
-    for index in progress_bar(chosen, desc=f"loading {scene_dir.name}/{split}", unit="img",
-                      disable=len(chosen) < 20, leave=False):
-        pixels = area_downscale(read_image(files[index])[..., :3], remaining, str(files[index]))
-        if size is None:
-            size = pixels.shape[:2]
-        elif pixels.shape[:2] != size:
-            raise NeuralFieldsError(f"image {files[index]} is {pixels.shape[1]}x{pixels.shape[0]} but "
-                                    f"earlier images are {size[1]}x{size[0]}")
-        images.append(pixels)
-    height, width = size
-    focal = float(hwf[0, 2]) * height / float(hwf[0, 0])  # hwf describes the full-resolution images
-    return ViewSet(
-        images=torch.from_numpy(np.stack(images)).float(),
-        alphas=torch.ones(len(images), height, width),
-        camtoworlds=torch.from_numpy(camtoworlds[chosen]).float(),
-        focal=focal, height=height, width=width, near=0.0, far=1.0,
-        names=[files[i].name for i in chosen], ndc=True,
-    )
+    capture = read_llff_capture(scene_dir)
+    capture.downscaled = downscaled_files(Path(scene_dir), factor, len(capture))
+    return capture_views(capture, split, factor, scene_kind, holdout_every)
 
 
 def save_llff_scene(scene_dir: str | Path, camtoworlds: np.ndarray, bounds: np.ndarray, images: np.ndarray,

@@ -41,15 +41,23 @@ def layer_table(model: nn.Module) -> list[dict]:
                 "parameters": count_parameters(module),
                 "dense_parameters": module.dense_parameter_count() if factorised else count_parameters(module),
             })
+            # Layers with frozen parameters or a changing rank (adaptive rank, layers/oialr.py).
+            rows[-1]["trainable_parameters"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+            if hasattr(module, "rank_history"):
+                rows[-1]["rank_history"] = module.rank_history()
     return rows
 
 
 def parameter_report(model: nn.Module) -> dict:
-    """Parameters, dense-equivalent parameters, % of dense and storage bytes at fp32 / fp16."""
+    """Parameters (and how many of them are trainable / frozen, e.g. with adapters), dense-equivalent
+    parameters, % of dense and storage bytes at fp32 / fp16."""
     parameters = count_parameters(model)
     dense = dense_parameter_count(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
         "parameters": parameters,
+        "trainable_parameters": trainable,
+        "frozen_parameters": parameters - trainable,
         "dense_parameters": dense,
         "percent_of_dense": 100.0 * parameters / dense if dense else 100.0,
         "bytes_fp32": 4 * parameters,

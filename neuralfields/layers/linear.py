@@ -5,6 +5,11 @@ SineLowRankLinear:  W = sin(omega * U @ V.T) / g,   g = sqrt(in_features) by def
 
 U is (out_features, rank), V is (in_features, rank). Both store rank * (in + out) weights plus
 the bias, but the sine makes W's rank far higher than `rank` for large omega.
+
+Initialisation: the reference one (Kaiming-uniform U and V, as in the paper's code) gives
+U V^T entries of variance 1 / (9 rank), far above nn.Linear's 1 / (3 in); LowRankLinear also
+offers init="matched", which scales U and V so that U V^T has nn.Linear's per-entry variance
+(a fair plain low-rank baseline: with the reference init a rank-1 network can fail to train).
 """
 
 from __future__ import annotations
@@ -14,6 +19,15 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def sine_weight(left: torch.Tensor, right: torch.Tensor, omega: float, scale: float) -> torch.Tensor:
+    """sin(omega * left @ right) / scale: the sine low-rank weight, shared by SineLowRankLinear
+    (left = U, right = V^T) and the sine-LoRA adapters (left = B, right = A). Computed in the
+    factors' precision, also under autocast: omega * left @ right is a phase of up to ~omega
+    radians, and rounding it to bf16/fp16 (as autocast would) scrambles the sine."""
+    with torch.autocast(left.device.type, enabled=False):
+        return torch.sin(omega * (left @ right)) / scale
 
 
 def _check_shape(in_features: int, out_features: int, rank: int) -> None:
@@ -45,6 +59,10 @@ class _FactorisedLinear(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.U, a=math.sqrt(5))
         nn.init.kaiming_uniform_(self.V, a=math.sqrt(5))
+        self._reset_bias()
+
+    def _reset_bias(self) -> None:
+        """nn.Linear's bias initialisation."""
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features)
             nn.init.uniform_(self.bias, -bound, bound)
@@ -61,13 +79,39 @@ class _FactorisedLinear(nn.Module):
 
 
 class LowRankLinear(_FactorisedLinear):
-    """y = x @ (U V^T)^T + b, evaluated as two thin matmuls (never materialises W)."""
+    """y = x @ (U V^T)^T + b, evaluated as two thin matmuls (never materialises W).
+
+    init="reference" (Kaiming-uniform U and V) or "matched": U and V uniform in +-b with
+    b = sqrt(3) (3 in rank)^(-1/4), so each entry of U V^T (a sum of `rank` products) has variance
+    rank * (b^2 / 3)^2 = 1 / (3 in), that of nn.Linear's default weight (uniform in +-1/sqrt(in)).
+    """
+
+    INITS = ("reference", "matched")
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True,
+                 init: str = "reference") -> None:
+        if init not in self.INITS:
+            raise ValueError(f"unknown low-rank initialisation {init!r}; expected {' or '.join(self.INITS)}")
+        self.init = init  # read by reset_parameters, which the base __init__ calls
+        super().__init__(in_features, out_features, rank, bias)
+
+    def reset_parameters(self) -> None:
+        if self.init == "reference":
+            super().reset_parameters()
+            return
+        bound = math.sqrt(3.0) * (3.0 * self.in_features * self.rank) ** -0.25
+        nn.init.uniform_(self.U, -bound, bound)
+        nn.init.uniform_(self.V, -bound, bound)
+        self._reset_bias()
 
     def weight_matrix(self) -> torch.Tensor:
         return self.U @ self.V.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(x, self.V.T), self.U, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, init={self.init}"
 
 
 class SineLowRankLinear(_FactorisedLinear):
@@ -98,8 +142,7 @@ class SineLowRankLinear(_FactorisedLinear):
     def weight_matrix(self) -> torch.Tensor:
         """W in the parameters' precision, also under autocast: omega * U V^T is a phase of up to
         ~omega radians, and rounding it to bf16/fp16 (as autocast would) scrambles the sine."""
-        with torch.autocast(self.U.device.type, enabled=False):
-            return torch.sin(self.omega * (self.U @ self.V.T)) / self.scale
+        return sine_weight(self.U, self.V.T, self.omega, self.scale)
 
     def _weight_without_grad(self) -> torch.Tensor:
         key = (
@@ -112,6 +155,11 @@ class SineLowRankLinear(_FactorisedLinear):
         return self._cached_weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # training on CUDA: fused Triton kernels, W never in memory (layers/fused.py)
+            from neuralfields.layers.fused import fused_available, sine_lowrank_linear
+
+            if fused_available(x, self.U):
+                return sine_lowrank_linear(x, self.U, self.V, self.bias, self.omega, self.scale)
         weight = self.weight_matrix() if torch.is_grad_enabled() else self._weight_without_grad()
         return F.linear(x, weight, self.bias)
 

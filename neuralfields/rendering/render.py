@@ -13,13 +13,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from neuralfields.rendering.cameras import image_rays
+from neuralfields.rendering.contraction import contract
 from neuralfields.rendering.sampling import SamplingPath
 
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """Ray bounds, marching step and stopping thresholds, the background colour, and whether rays
-    live in normalised device coordinates (forward-facing scenes; near/far are then 0/1)."""
+    """Ray bounds, marching step and stopping thresholds, the background colour, whether rays
+    live in normalised device coordinates (forward-facing scenes; near/far are then 0/1), and for
+    unbounded scenes the step's growth with distance (cone_angle, nerfacc's) and the contraction
+    the field sees points through ("none" or "sphere", see rendering/contraction.py)."""
 
     near: float = 2.0
     far: float = 6.0
@@ -28,6 +31,12 @@ class RenderSettings:
     alpha_thre: float = 0.0
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     ndc: bool = False
+    cone_angle: float = 0.0
+    contraction: str = "none"
+
+    def field_points(self, points: Tensor) -> Tensor:
+        """World points (N,3) as the field is asked about them (contracted for unbounded scenes)."""
+        return contract(points, self.contraction)
 
 
 def render_rays(
@@ -38,7 +47,8 @@ def render_rays(
     view_dirs = F.normalize(rays_d, dim=-1) if settings.ndc else rays_d  # NDC directions are not unit
 
     def points_of(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
-        return rays_o[ray_indices] + rays_d[ray_indices] * ((t_starts + t_ends) / 2.0)[:, None]
+        points = rays_o[ray_indices] + rays_d[ray_indices] * ((t_starts + t_ends) / 2.0)[:, None]
+        return settings.field_points(points)
 
     def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
         return field.query_density(points_of(t_starts, t_ends, ray_indices))
@@ -49,7 +59,7 @@ def render_rays(
     ray_indices, t_starts, t_ends = path.estimator.sampling(
         rays_o, rays_d, sigma_fn=sigma_fn, near_plane=settings.near, far_plane=settings.far,
         render_step_size=settings.render_step_size, early_stop_eps=settings.early_stop_eps,
-        alpha_thre=settings.alpha_thre, stratified=stratified,
+        alpha_thre=settings.alpha_thre, stratified=stratified, cone_angle=settings.cone_angle,
     )
     background = torch.tensor(settings.background, dtype=rays_o.dtype, device=rays_o.device)
     rgb, opacity, depth, _ = path.rendering(

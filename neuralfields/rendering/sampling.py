@@ -36,10 +36,13 @@ class Estimator(Protocol):
         early_stop_eps: float = 1e-4,
         alpha_thre: float = 0.0,
         stratified: bool = False,
+        cone_angle: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Packed samples (ray_indices, t_starts, t_ends), sorted by ray and, within a ray, by
         distance; `sigma_fn(t_starts, t_ends, ray_indices) -> sigmas` lets a sampler drop samples
-        behind spent transmittance (early_stop_eps) or below opacity alpha_thre."""
+        behind spent transmittance (early_stop_eps) or below opacity alpha_thre. cone_angle > 0
+        lengthens the marching step with the distance (clamp(t * cone_angle, render_step_size, inf)),
+        for unbounded scenes."""
         ...
 
     def update_every_n_steps(
@@ -67,11 +70,12 @@ class SamplingPath:
 
 def create_sampling_path(
     device: torch.device, sampler: str = "grid", aabb: list[float] | None = None,
-    grid_resolution: int = 128, naive_samples: int = 64,
+    grid_resolution: int = 128, naive_samples: int = 64, grid_levels: int = 1,
 ) -> SamplingPath:
     """nerfacc's CUDA estimator and renderer on CUDA, our pure-torch twins elsewhere.
 
-    sampler: "grid" (occupancy grid) or "naive" (uniform samples, for baselines).
+    sampler: "grid" (occupancy grid) or "naive" (uniform samples, for baselines). grid_levels > 1
+    stacks grids over boxes 2, 4, ... times the aabb (nerfacc's layout for unbounded scenes).
     """
     aabb = aabb if aabb is not None else [-1.5, -1.5, -1.5, 1.5, 1.5, 1.5]
     on_cuda = device.type == "cuda"
@@ -86,10 +90,11 @@ def create_sampling_path(
                             UniformSampler(naive_samples).to(device), render_fn)
     if sampler != "grid":
         raise ValueError(f"unknown sampler {sampler!r}: expected 'grid' or 'naive'")
+    levels = f" x {grid_levels} levels" if grid_levels > 1 else ""
     if on_cuda:
-        estimator = nerfacc.OccGridEstimator(roi_aabb=aabb, resolution=grid_resolution, levels=1)
-        name = f"nerfacc OccGridEstimator {grid_resolution}^3 + {render_name}"
+        estimator = nerfacc.OccGridEstimator(roi_aabb=aabb, resolution=grid_resolution, levels=grid_levels)
+        name = f"nerfacc OccGridEstimator {grid_resolution}^3{levels} + {render_name}"
     else:
-        estimator = CpuOccGridEstimator(aabb, grid_resolution)
-        name = f"pure-torch occupancy grid {grid_resolution}^3 + {render_name}"
+        estimator = CpuOccGridEstimator(aabb, grid_resolution, levels=grid_levels)
+        name = f"pure-torch occupancy grid {grid_resolution}^3{levels} + {render_name}"
     return SamplingPath(name, estimator.to(device), render_fn)

@@ -30,9 +30,11 @@ class UniformSampler(nn.Module):
         early_stop_eps: float = 1e-4,
         alpha_thre: float = 0.0,
         stratified: bool = False,
+        cone_angle: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Packed samples (ray_indices, t_starts, t_ends), `num_samples` per ray; stratified
-        shifts each ray's samples by a random fraction of a step."""
+        shifts each ray's samples by a random fraction of a step. cone_angle is ignored (the
+        samples are evenly spaced whatever the distance)."""
         n_rays, n = rays_o.shape[0], self.num_samples
         delta = (far_plane - near_plane) / n
         steps = torch.arange(n, device=rays_o.device, dtype=rays_o.dtype)

@@ -71,6 +71,16 @@ def check_finite(loss: float, step: int, run_dir: str | Path | None = None) -> N
     raise NonFiniteLossError(f"loss became {loss} at step {step}{where}")
 
 
+def after_optimizer_step(model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> None:
+    """The per-step model hook: every module with an `after_optimizer_step(step, optimizer)` method
+    (e.g. adaptive-rank layers, which reshape their weights and the optimiser's state of them) is
+    called after each optimisation step with the number of steps taken so far (1-based)."""
+    for module in model.modules():
+        hook = getattr(module, "after_optimizer_step", None)
+        if callable(hook):
+            hook(step, optimizer)
+
+
 class TrainingLoop:
     """Runs a task in its run folder: `TrainingLoop(task, run_dir).run()` -> metrics."""
 
@@ -136,6 +146,7 @@ class TrainingLoop:
                 started = time.perf_counter()
                 stats = self.task.train_step(self.step, lr)
                 check_finite(float(stats["loss"]), self.step, self.run_dir)
+                after_optimizer_step(self.task.model, self.step + 1, self.task.optimizer)  # counted as training
                 self.train_seconds += time.perf_counter() - started
                 self.step += 1
                 bar.set_postfix(step=self.step, **self.task.summary(), refresh=False)

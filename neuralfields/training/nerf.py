@@ -7,7 +7,7 @@ calls. Presets in configs/nerf/ overlay `NerfConfig`'s defaults and may extend o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,13 +17,16 @@ from torch import nn
 
 from neuralfields.config import RunConfig, load_run_config, setting
 from neuralfields.config import load_preset as load_task_preset
-from neuralfields.data.scenes import ViewSet, is_llff_scene, load_views, resolve_scene_dir
+from neuralfields.data.captures import SCENE_KINDS, detect_scene_kind, scene_layout
+from neuralfields.data.scenes import ViewSet, is_capture_scene, load_views, read_capture, resolve_scene_dir
 from neuralfields.device import autocast_dtype, resolve_device
 from neuralfields.fields.radiance import RadianceField
+from neuralfields.layers.fused import layer_path_description
 from neuralfields.media import save_png, write_video
 from neuralfields.metrics import psnr, psnr_from_mse, ssim
 from neuralfields.progress import progress_bar
 from neuralfields.rendering.cameras import forward_facing_circle, image_rays, orbit_camtoworlds
+from neuralfields.rendering.contraction import CONTRACTIONS
 from neuralfields.rendering.render import RenderSettings, render_image, render_rays
 from neuralfields.rendering.sampling import SamplingPath, create_sampling_path
 from neuralfields.training.loop import Callback, start_run, train_in_folder
@@ -44,6 +47,9 @@ class NerfConfig(RunConfig):
     data_dir: str | None = setting(None, "folder holding scene folders (default data/nerf_synthetic)")
     downscale: int = setting(1, "image downscale factor", minimum=1)
     background: str = setting("white", "background colour of Blender scenes", choices=("white", "black"))
+    scene_kind: str = setting("auto", "photo captures: auto (from the spread of view directions), forward "
+                                      "(NDC rays) or circling (spherified, world rays); a run records the kind used",
+                              choices=SCENE_KINDS)
     # model
     num_layers: int = setting(8, "trunk layers", minimum=1)
     width: int = setting(256, "trunk width", minimum=1)
@@ -55,6 +61,12 @@ class NerfConfig(RunConfig):
     sampler: str = setting("grid", "grid (occupancy grid) or naive (uniform samples)", choices=("grid", "naive"))
     aabb: list[float] = setting([-1.5, -1.5, -1.5, 1.5, 1.5, 1.5], "scene box xmin ymin zmin xmax ymax zmax", length=6)
     grid_resolution: int = setting(128, "occupancy grid cells per axis", minimum=2)
+    grid_levels: int = setting(1, "occupancy grid levels, each over a box twice the last (unbounded scenes)",
+                               minimum=1)
+    cone_angle: float = setting(0.0, "marching step growth with distance: clamp(t * cone_angle, step) "
+                                     "(nerfacc's; 0: a fixed step)", minimum=0)
+    contraction: str = setting("none", "where the field sees points: none, or sphere (mip-NeRF 360: space "
+                                       "beyond the unit ball squeezed into radius 2)", choices=CONTRACTIONS)
     grid_update_every: int = setting(16, "steps between occupancy grid updates", minimum=1)
     grid_warmup_steps: int = setting(256, "steps during which the grid updates every cell", minimum=0)
     occ_thre: float = setting(0.01, "opacity threshold of an occupied grid cell", minimum=0)
@@ -102,13 +114,17 @@ def load_preset(name_or_path: str) -> NerfConfig:
     return load_task_preset(NerfConfig, PRESET_DIR, name_or_path)
 
 
-def auto_preset(scene: str, data_dir: str | Path | None = None, device: str = "auto") -> str:
-    """The preset `--preset auto` means: demo for the demo scene, llff for a forward-facing LLFF
-    folder, else gpu on CUDA and cpu otherwise."""
+def auto_preset(scene: str, data_dir: str | Path | None = None, device: str = "auto",
+                scene_kind: str = "auto") -> str:
+    """The preset `--preset auto` means: demo for the demo scene; for a photo capture (LLFF,
+    nerfstudio, COLMAP) llff when it is forward-facing and circling when it is not (measured from
+    its poses unless scene_kind says); else gpu on CUDA and cpu otherwise."""
     if scene == "demo":
         return "demo"
-    if is_llff_scene(resolve_scene_dir(scene, data_dir)):
-        return "llff"
+    scene_dir = resolve_scene_dir(scene, data_dir)
+    if is_capture_scene(scene_dir):
+        kind = scene_kind if scene_kind != "auto" else detect_scene_kind(read_capture(scene_dir).camtoworlds)[0]
+        return "llff" if kind == "forward" else "circling"
     return "gpu" if resolve_device(device).type == "cuda" else "cpu"
 
 
@@ -118,13 +134,15 @@ def build_field(config: NerfConfig) -> RadianceField:
 
 
 def build_sampling_path(config: NerfConfig, device: torch.device) -> SamplingPath:
-    return create_sampling_path(device, config.sampler, config.aabb, config.grid_resolution, config.naive_samples)
+    return create_sampling_path(device, config.sampler, config.aabb, config.grid_resolution, config.naive_samples,
+                                config.grid_levels)
 
 
 def render_settings(config: NerfConfig, views: ViewSet) -> RenderSettings:
     background = (1.0, 1.0, 1.0) if config.background == "white" else (0.0, 0.0, 0.0)
     return RenderSettings(views.near, views.far, config.render_step_size, config.early_stop_eps,
-                          config.alpha_thre, background, ndc=views.ndc)
+                          config.alpha_thre, background, ndc=views.ndc, cone_angle=config.cone_angle,
+                          contraction=config.contraction)
 
 
 class FieldWithSampler(nn.Module):
@@ -185,7 +203,7 @@ class NerfTask:
         step_size = self.settings.render_step_size
 
         def occ_eval_fn(points: torch.Tensor) -> torch.Tensor:
-            return self.field.query_density(points)[:, None] * step_size
+            return self.field.query_density(self.settings.field_points(points))[:, None] * step_size
 
         self.path.estimator.update_every_n_steps(
             step, occ_eval_fn, occ_thre=self.config.occ_thre,
@@ -256,7 +274,7 @@ class NerfTask:
     def evaluate(self, run_dir: Path) -> dict:
         """Score the test split (all views, or `test_views` spread evenly), render the orbit video."""
         config = self.config
-        test_views = load_views(self.scene_dir, "test", config.downscale, config.background)
+        test_views = load_views(self.scene_dir, "test", config.downscale, config.background, config.scene_kind)
         indices = evenly_spaced(len(test_views), config.test_views)
         result = self.evaluate_views(test_views, indices, run_dir / "test")
         video = self._orbit_video(test_views, run_dir) if config.video_frames else None
@@ -266,7 +284,8 @@ class NerfTask:
             "scene": config.scene, "test_psnr": result["psnr"], "test_ssim": result["ssim"],
             "test_views_scored": len(indices), "test_views_total": len(test_views), "test_views": result["per_view"],
             "precision": self.precision, "sampling": self.path.name, "resolution": [test_views.height, test_views.width],
-            "video": video.name if video else None,
+            "video": video.name if video else None, "scene_kind": test_views.kind,
+            "view_spread_deg": test_views.spread_deg,
         }
 
     def _orbit_video(self, views: ViewSet, run_dir: Path) -> Path:
@@ -298,6 +317,20 @@ def video_path(views: ViewSet, num_frames: int) -> torch.Tensor:
     return orbit_camtoworlds(num_frames, radius, min(max(elevation, -80.0), 80.0))
 
 
+def describe_capture(scene_dir: Path, config: NerfConfig) -> str:
+    """Print, once, what a photo capture is and how it is normalised (and a note where the sampling
+    settings do not suit it); returns the scene kind used."""
+    capture = read_capture(scene_dir)
+    layout = scene_layout(capture, config.scene_kind)
+    print(f"scene: {scene_dir.name}, {len(capture)} photos ({capture.source}); {layout.describe()}")
+    if layout.kind == "circling" and config.grid_levels == 1 and config.contraction == "none":
+        print("note: a single-level grid and no contraction model nothing outside the aabb; the circling preset "
+              "(--preset circling) covers the background of circling captures")
+    if layout.kind == "forward" and config.contraction != "none":
+        print("note: contraction is meant for world rays, not a forward-facing capture's NDC rays")
+    return layout.kind
+
+
 def train_nerf(config: NerfConfig | dict, resume: str | Path | None = None, callbacks: tuple[Callback, ...] = (),
                progress: bool = True, run_dir: str | Path | None = None) -> tuple[Path, dict]:
     """Train (or, with `resume`, continue) a NeRF run; returns (run folder, metrics).
@@ -312,14 +345,17 @@ def train_nerf(config: NerfConfig | dict, resume: str | Path | None = None, call
         config = load_run_config(NerfConfig, resume, overrides=config)
     device = resolve_device(config.device)
     scene_dir = resolve_scene_dir(config.scene, config.data_dir)
-    train_views = load_views(scene_dir, "train", config.downscale, config.background)
-    val_views = load_views(scene_dir, "val", config.downscale, config.background)
+    if is_capture_scene(scene_dir):
+        config = replace(config, scene_kind=describe_capture(scene_dir, config))  # config.yaml records the kind
+    train_views = load_views(scene_dir, "train", config.downscale, config.background, config.scene_kind)
+    val_views = load_views(scene_dir, "val", config.downscale, config.background, config.scene_kind)
     run_dir = start_run(config, resume, run_dir)
 
     def make_task() -> NerfTask:
         task = NerfTask(config, device, train_views, val_views, scene_dir)
         rays = "NDC rays (forward-facing)" if task.settings.ndc else "world rays"
         print(f"device: {device}; precision: {task.precision}; sampling: {task.path.name}; {rays}")
+        print(layer_path_description(task.field, device))
         return task
 
     metrics = train_in_folder(run_dir, config, make_task, resume is not None, callbacks, progress)

@@ -27,6 +27,7 @@ from neuralfields.config import load_preset as load_task_preset
 from neuralfields.device import resolve_device
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.fields.occupancy import OccupancyField
+from neuralfields.layers.fused import layer_path_description
 from neuralfields.meshing import metrics as shape_metrics
 from neuralfields.meshing.labels import MeshOccupancy, SampleSpec, cached_training_points
 from neuralfields.meshing.marching import (
@@ -253,7 +254,9 @@ def train_occupancy(config: OccupancyConfig | dict, resume: str | Path | None = 
     def make_task() -> OccupancyTask:
         storage.write_json(run_dir / NORMALIZATION_FILE, normalization.to_dict())
         print(f"device: {device}; mesh: {config.mesh or DEFAULT_SHAPE_NAME}")
-        return OccupancyTask(config, device, unit_mesh, normalization, digest)
+        task = OccupancyTask(config, device, unit_mesh, normalization, digest)
+        print(layer_path_description(task.model, device))
+        return task
 
     metrics = train_in_folder(run_dir, config, make_task, resume is not None, callbacks, progress)
     if (run_dir / "mesh.ply").is_file():

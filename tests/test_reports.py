@@ -1,0 +1,248 @@
+"""Rate-distortion sweeps and reports on tiny budgets (steps, not seconds): the files a sweep
+writes, --shard and the merging report, --resume without retraining, the learning-rate probe, the
+equal-size dense baseline, real fp16/int8 quantisation, and one-line errors."""
+
+import copy
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from neuralfields.config import overlay
+from neuralfields.errors import NonFiniteLossError
+from neuralfields.layers.linear import LowRankLinear
+from neuralfields.layers.spec import KINDS
+from neuralfields.reports.evaluate import run_scorer
+from neuralfields.reports.quantize import INT8_LEVELS, int8_groups, quantized_parameters
+from neuralfields.reports.sweep import SweepSettings, equal_size_width, parameter_count, plan_sweep
+from neuralfields.runs import open_run
+from neuralfields.training import nerf, occupancy
+
+SCRIPT = "rate_distortion.py"
+OCCUPANCY_PRESET = {
+    "num_uniform": 3000, "num_surface": 3000, "batch_size": 512, "eval_uniform_points": 2000,
+    "eval_grid_resolution": 16, "eval_surface_samples": 1000, "checkpoint_every": 10, "device": "cpu", "threads": 1,
+}
+NERF_PRESET = {
+    "num_layers": 3, "width": 32, "skip_layer": 2, "color_width": 16, "xyz_freqs": 4, "dir_freqs": 2,
+    "grid_resolution": 16, "grid_warmup_steps": 32, "render_step_size": 0.05, "target_samples": 4096,
+    "init_rays": 256, "max_rays": 1024, "lr": 5e-3, "adam_beta2": 0.99, "mixed_precision": False, "device": "cpu",
+    "val_every": 10**6, "checkpoint_every": 5, "test_views": 2, "eval_chunk": 1024, "video_frames": 0, "threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def occupancy_preset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("occupancy-preset")
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**OCCUPANCY_PRESET, "cache_dir": str(folder / "cache")}))
+    return path
+
+
+def occupancy_sweep_args(preset, out, *extra):
+    """Two configurations on the built-in shape: sine rank 1 at width 16 and its equal-size dense."""
+    return ("occupancy", "--kinds", "sine", "--ranks", "1", "--widths", "16", "--steps", "20", "--lr-probe-s", "0",
+            "--preset", str(preset), "--out", str(out), *extra)
+
+
+def rows_of(sweep_dir):
+    with open(sweep_dir / "results.csv") as handle:
+        return {row["name"]: row for row in csv.DictReader(handle)}
+
+
+def test_sharded_sweep_writes_every_file_and_report_merges(occupancy_preset, tmp_path, run_script):
+    sweep_dir = tmp_path / "sweep"
+    first = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir, "--shard", "1/2"))
+    assert first.returncode == 0, first.stderr
+    after_first = rows_of(sweep_dir)
+    assert not (sweep_dir / "runs" / "dense-equal-w16-k1-s0").exists()
+    second = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir, "--shard", "2/2"))
+    assert second.returncode == 0, second.stderr
+    merged = run_script(SCRIPT, "report", str(sweep_dir))
+    assert merged.returncode == 0, merged.stderr
+    assert {name: row["status"] for name, row in after_first.items()} == {
+        "sine-w16-k1-s0": "finished", "dense-equal-w16-k1-s0": "pending"}
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    assert len(sweep["commands"]) == 2 and "--shard 2/2" in sweep["commands"][1]
+    assert [c["name"] for c in sweep["configurations"]] == ["sine-w16-k1-s0", "dense-equal-w16-k1-s0"]
+    for name in ("report.md", "results.csv", "results.json"):
+        assert (sweep_dir / name).is_file()
+    for figure in ("quality_vs_parameters", "quality_vs_bytes", "meshes", "spectra"):
+        for suffix in ("png", "svg"):
+            assert (sweep_dir / "plots" / f"{figure}.{suffix}").stat().st_size > 1000
+    rows = rows_of(sweep_dir)
+    assert set(rows) == {"sine-w16-k1-s0", "dense-equal-w16-k1-s0"}
+    for name, row in rows.items():
+        metrics = json.loads((sweep_dir / "runs" / name / "metrics.json").read_text())
+        assert row["status"] == "finished" and int(row["steps"]) == metrics["steps"] == 20
+        assert float(row["iou_grid"]) == pytest.approx(metrics["iou_grid"])
+        assert int(row["parameters"]) == metrics["parameters"]
+        assert int(row["bytes_int8"]) < int(row["bytes_fp16"]) == 2 * metrics["parameters"]
+        assert 0 <= float(row["iou_grid_int8"]) <= 1 and row["device"] == "cpu"
+    assert int(rows["dense-equal-w16-k1-s0"]["parameters"]) <= int(rows["sine-w16-k1-s0"]["parameters"])
+    report = (sweep_dir / "report.md").read_text()
+    assert "2 of 2 runs finished" in report and "--shard 2/2" in report
+    assert "| sine low-rank | 16 | 1 |" in report and "| dense (equal size) |" in report
+    assert "![mesh thumbnails](plots/meshes.png)" in report and "torch:" in report
+    assert "At most 177 parameters" in report  # the generated summary, at the sine network's size
+    results = json.loads((sweep_dir / "results.json").read_text())
+    assert len(results["runs"]) == 2 and results["summary"]
+
+
+def test_resume_skips_finished_runs_and_resumes_interrupted_ones(occupancy_preset, tmp_path, run_script):
+    sweep_dir = tmp_path / "sweep"
+    assert run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir)).returncode == 0
+    finished, interrupted = sweep_dir / "runs" / "sine-w16-k1-s0", sweep_dir / "runs" / "dense-equal-w16-k1-s0"
+    (interrupted / "metrics.json").unlink()  # as if killed after its last checkpoint
+    files = [path for path in finished.rglob("*") if path.is_file()]
+    before = {path: path.stat().st_mtime_ns for path in files}
+
+    refused = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir))
+    assert refused.returncode == 2 and "already holds runs of this sweep" in refused.stderr
+    resumed = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "sine-w16-k1-s0: iou_grid" in resumed.stdout and "(finished earlier)" in resumed.stdout
+    assert resumed.stdout.count("run folder:") == 1 and "resuming at step 20" in resumed.stdout
+    assert {path: path.stat().st_mtime_ns for path in files} == before  # nothing of the finished run rewritten
+    assert json.loads((interrupted / "metrics.json").read_text())["steps"] == 20
+    assert [path.name for path in open_run(interrupted).checkpoints()] == ["step_0000010", "step_0000020"]
+
+
+def test_nerf_sweep_probes_learning_rates_and_reevaluates_through_the_task(tiny_scene, tmp_path, run_script):
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(NERF_PRESET))
+    out = tmp_path / "sweep"
+    result = run_script(SCRIPT, "nerf", "--scene", str(tiny_scene), "--kinds", "sine", "--ranks", "1", "--widths", "8",
+                        "--steps", "4", "--lr-probe-steps", "2", "--probe-lrs", "0.002,0.02", "--preset", str(preset),
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    chosen = json.loads((out / "probe" / "lr.json").read_text())
+    assert set(chosen) == {"sine", "dense-equal"}
+    for line, entry in chosen.items():
+        assert entry["metric"] == "val_psnr" and set(entry["scores"]) == {"0.002", "0.02"}
+        assert entry["lr"] == float(max(entry["scores"], key=entry["scores"].get))
+        probed = sorted(path.name for path in (out / "probe").glob(f"{line}-lr*"))
+        assert probed == [f"{line}-lr0.002", f"{line}-lr0.02"]
+    run = open_run(out / "runs" / "sine-w8-k1-s0")
+    assert run.config.lr == chosen["sine"]["lr"] and run.config.width == 8 and run.config.color_width == 4
+    # the re-evaluation path reproduces the trainer's own test score before any quantisation
+    _, score = run_scorer(run)
+    assert score() == pytest.approx(run.metrics()["test_psnr"], abs=1e-4)
+    quantized = json.loads((run.path / "rd.json").read_text())
+    assert quantized["checkpoint"] == "step_0000004" and quantized["metric"] == "test_psnr"
+    assert abs(quantized["fp16"]["value"] - run.metrics()["test_psnr"]) < 0.1
+    assert (out / "plots" / "renders.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "| sine low-rank | sine-w8-k1-s0 |" in report  # the probe table: line, probed configuration, ...
+    assert "![test renders](plots/renders.png)" in report
+
+
+@pytest.mark.parametrize("task", ["occupancy", "nerf"])
+def test_equal_size_dense_is_the_widest_dense_network_within_the_budget(task, tiny_scene):
+    if task == "nerf":
+        base = overlay(nerf.load_preset("cpu"), {**NERF_PRESET, "scene": str(tiny_scene)}, "test")
+    else:
+        base = overlay(occupancy.load_preset("default"), {"width": 48}, "test")
+    counts = {width: parameter_count(task, overlay(base, {"spec": "dense", "width": width,
+                                                          **({"color_width": max(1, round(width / 2))}
+                                                             if task == "nerf" else {})}, "test"))
+              for width in range(1, base.width + 1)}
+    for rank in (1, 2, 4):
+        budget = parameter_count(task, overlay(base, {"spec": f"sine:{rank}"}, "test"))
+        width = equal_size_width(task, base, budget, base.width)
+        assert counts[width] <= budget
+        assert width == max(w for w, count in counts.items() if count <= budget)  # the widest such network
+
+
+def test_plan_pairs_every_rank_and_width_with_an_equal_size_dense_network(occupancy_preset):
+    plan = plan_sweep(SweepSettings("occupancy", kinds=("lowrank", "sine"), ranks=(1, 3), widths=(12, 20), steps=5,
+                                    preset=str(occupancy_preset), probe_steps=0))
+    lines = [c.line for c in plan.configurations]
+    assert lines.count("lowrank") == lines.count("lowrank-matched") == lines.count("sine") == 4
+    specs = {c.name: str(c.config.spec) for c in plan.configurations}
+    assert specs["lowrank-matched-w12-k3-s0"] == "lowrank:3,init=matched" and specs["lowrank-w12-k3-s0"] == "lowrank:3"
+    sine = {(c.sweep_width, c.rank): c.parameters for c in plan.configurations if c.line == "sine"}
+    equal = [c for c in plan.configurations if c.line == "dense-equal"]
+    assert len(equal) == 4 and plan.probe is None
+    for configuration in equal:
+        assert configuration.parameters <= sine[configuration.sweep_width, configuration.rank]
+        assert configuration.width < configuration.sweep_width and str(configuration.config.spec) == "dense"
+
+
+def test_fp16_storage_of_a_dense_layer_keeps_its_output():
+    torch.manual_seed(0)
+    layer = nn.Linear(64, 32)
+    values, size = quantized_parameters(layer, "fp16")
+    stored = copy.deepcopy(layer)
+    stored.load_state_dict(values, strict=False)
+    assert size == 2 * (64 * 32 + 32)
+    assert not torch.equal(stored.weight, layer.weight)  # really rounded
+    x = torch.randn(256, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(stored(x), layer(x), rtol=2e-3, atol=2e-3)
+        assert (stored(x) - layer(x)).abs().max() > 0
+
+
+def test_int8_round_trip_error_is_bounded_by_the_scale():
+    torch.manual_seed(0)
+    rows = torch.randn(16, 40) * torch.logspace(-3, 2, 16)[:, None]  # rows of very different magnitude
+    codes, scales = int8_groups(rows)
+    assert codes.dtype == torch.int8 and scales.shape == (16, 1)
+    torch.testing.assert_close(scales[:, 0], rows.abs().amax(dim=1) / INT8_LEVELS)
+    assert (codes.abs().amax(dim=1) == INT8_LEVELS).all()
+    error = (codes.float() * scales - rows).abs()
+    assert (error <= scales / 2 * (1 + 1e-5)).all() and error.max() > 0
+
+    layer = LowRankLinear(64, 48, 4)  # factors: one scale per rank component (column)
+    values, size = quantized_parameters(layer, "int8")
+    assert size == (48 * 4 + 64 * 4 + 48) + 4 * (4 + 4 + 1)
+    for name in ("U", "V"):
+        column_scales = getattr(layer, name).detach().abs().amax(dim=0) / INT8_LEVELS
+        assert ((values[name] - getattr(layer, name).detach()).abs() <= column_scales / 2 * (1 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (("--kinds", "dense,conv"), f"unknown layer kind 'conv' in --kinds; choose from {', '.join(KINDS)}"),
+    (("--kinds", "sine", "--ranks", "32", "--widths", "16"),
+     "configuration sine-w16-k32-s0: rank 32 is larger than the layer width 16 allows"),
+    (("--budget-s", "0"), "--budget-s takes numbers > 0, got 0.0"),
+    (("--ranks", "1,x"), "--ranks must be comma-separated whole numbers, got '1,x'"),
+    (("--shard", "3/2"), "--shard I/N needs 1 <= I <= N, got 3/2"),
+])
+def test_bad_input_is_one_line_and_makes_nothing(arguments, message, occupancy_preset, tmp_path, run_script):
+    out = tmp_path / "sweep"
+    result = run_script(SCRIPT, "occupancy", "--steps", "5", "--preset", str(occupancy_preset), "--out", str(out),
+                        *arguments)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {message}" and not out.exists()
+
+
+def test_report_of_a_folder_that_is_not_a_sweep_is_one_line(tmp_path, run_script):
+    result = run_script(SCRIPT, "report", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path} is not a sweep folder: sweep.json is missing"
+
+
+def test_a_failed_run_is_marked_and_the_sweep_goes_on(occupancy_preset, tmp_path, run_script, monkeypatch):
+    original = occupancy.OccupancyTask.train_step
+
+    def train_step(self, step, lr):
+        if self.config.spec.kind == "sine" and step == 3:
+            raise NonFiniteLossError("loss became nan at step 3; no checkpoint had been written yet")
+        return original(self, step, lr)
+
+    monkeypatch.setattr(occupancy.OccupancyTask, "train_step", train_step)
+    out = tmp_path / "sweep"
+    result = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, out))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: 1 run(s) failed, marked in the report: sine-w16-k1-s0: loss became nan at step 3; "
+        "no checkpoint had been written yet")
+    assert (out / "runs" / "sine-w16-k1-s0" / "failed.txt").read_text().startswith("loss became nan at step 3")
+    rows = rows_of(out)
+    assert rows["sine-w16-k1-s0"]["status"] == "failed" and rows["dense-equal-w16-k1-s0"]["status"] == "finished"
+    report = (out / "report.md").read_text()
+    assert "1 of 2 runs finished" in report and "1 failed<br>sine-w16-k1-s0: loss became nan at step 3" in report
