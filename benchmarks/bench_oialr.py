@@ -105,8 +105,12 @@ def plot_ranks(report: dict, path: Path) -> None:
     runs = {name: run for name, run in report["runs"].items() if run.get("oialr")}
     if not runs:
         return
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.4), squeeze=False, sharey=True)
-    for axis, (name, run) in zip(axes[0], runs.items()):
+    columns = min(3, len(runs))
+    rows = -(-len(runs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows + 0.4), squeeze=False, sharey=True)
+    for axis in axes.flat[len(runs):]:
+        axis.set_visible(False)
+    for axis, (name, run) in zip(axes.flat, runs.items()):
         for layer_name, layer in run["oialr"]["layers"].items():
             history = layer["rank_history"]
             steps = [step for step, _ in history] + [run["steps"]]
@@ -120,8 +124,9 @@ def plot_ranks(report: dict, path: Path) -> None:
         axis.set_yscale("log", base=2)
         axis.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("rank")
-    axes[0][-1].legend(fontsize=7)
+    for row in axes:
+        row[0].set_ylabel("rank")
+    axes.flat[len(runs) - 1].legend(fontsize=7)
     budget = (f"{report['seconds_per_run']:g} s" if report.get("seconds_per_run") is not None
               else f"{report['steps_per_run']} steps")
     fig.suptitle(f"OIALR rank per layer over training, occupancy {report['mesh_name']} "
