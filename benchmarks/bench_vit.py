@@ -19,12 +19,16 @@ validation split of the 5-9 training images (20%); the test images score only th
 Writes results/vit_adapters_cpu.json and .csv (trainable parameters, test accuracy).
 
 Both record the machine and os.getloadavg() before and after every run (others share the CPU).
+
+`combine A.json B.json --out C.json`: adapters results of one pretrained model run with parts of a
+learning-rate grid (`--pretrained RUN --lrs ...`), merged: per configuration the best validation.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import time
 from pathlib import Path
@@ -51,7 +55,8 @@ METHODS = ("lora", "dora", "sine-lora", "sine-dora")
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("rd", "adapters"))
+    parser.add_argument("part", choices=("rd", "adapters", "combine"))
+    parser.add_argument("inputs", nargs="*", type=Path, help="combine: adapters result JSON files")
     parser.add_argument("--steps", type=int, help="training steps per run (rd: default 2000; adapters: 400)")
     parser.add_argument("--ranks", default=None, help="comma-separated ranks (rd: 1,2,4,8,16; adapters: 1,2,4,8)")
     parser.add_argument("--kinds", default="lowrank;sine",
@@ -246,12 +251,33 @@ def run_adapters(args: argparse.Namespace, output: Path) -> None:
               f"{counts['trainable_parameters']:,} trainable", flush=True)
 
 
+def run_combine(args: argparse.Namespace, output: Path) -> None:
+    """One table from several `adapters` results of the same pretrained model and steps (e.g. a
+    learning-rate grid run in parts): per configuration, the run whose chosen learning rate has the
+    best validation accuracy (the test accuracy is that run's)."""
+    reports = [json.loads(Path(path).read_text()) for path in args.inputs]
+    if len({(r["pretrained"]["run_dir"], r["steps"]) for r in reports}) != 1:
+        raise NeuralFieldsError("combine needs results of one pretrained model and one step count")
+    best: dict[str, dict] = {}
+    for report in reports:
+        for run in report["runs"]:
+            validation = max(run["validation_accuracy_per_lr"].values())
+            if run["name"] not in best or validation > best[run["name"]]["validation_accuracy"]:
+                best[run["name"]] = {**run, "validation_accuracy": validation}
+    combined = {**reports[0], "lrs": sorted({lr for report in reports for lr in report["lrs"]}),
+                "combined_from": [str(path) for path in args.inputs], "runs": list(best.values())}
+    write_json(output, combined)
+    write_table(output.with_suffix(".csv"), combined["runs"],
+                ["name", "method", "rank", "trainable_parameters", "percent_trainable", "test_accuracy", "lr",
+                 "validation_accuracy"])
+
+
 def main() -> int:
     args = parse_args()
     torch.set_num_threads(args.threads)
     output = args.out or RESULTS / f"vit_{args.part}_cpu.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    (run_rd if args.part == "rd" else run_adapters)(args, output)
+    {"rd": run_rd, "adapters": run_adapters, "combine": run_combine}[args.part](args, output)
     print(f"results: {output}")
     return 0
 
