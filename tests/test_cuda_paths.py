@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from neuralfields.config import defaults, overlay
-from neuralfields.rendering.cameras import image_rays, orbit_camtoworlds
+from neuralfields.rendering.cameras import orbit_camtoworlds
 from neuralfields.rendering.render import RenderSettings, render_image
 from neuralfields.rendering.sampling import create_sampling_path
+from test_rendering import dense_reference_image
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -37,20 +38,6 @@ class Blobs(nn.Module):
 
     def forward(self, points, directions):
         return torch.sigmoid(3 * points + directions), self.query_density(points)
-
-
-def dense_reference_image(field, camtoworld, height, width, focal, near, far, n=4000):
-    """Classic quadrature with n evenly spaced samples per ray (CPU, no grid, no early stop)."""
-    origins, directions = (a.reshape(-1, 3) for a in image_rays(camtoworld, height, width, focal))
-    t = torch.linspace(near, far, n + 1)
-    mids, delta = (t[:-1] + t[1:]) / 2, t[1:] - t[:-1]
-    points = origins[:, None] + directions[:, None] * mids[None, :, None]
-    rgb, sigma = field(points.reshape(-1, 3), directions[:, None].expand_as(points).reshape(-1, 3))
-    sigma_delta = sigma.reshape(-1, n) * delta
-    trans = torch.exp(-(torch.cumsum(sigma_delta, 1) - sigma_delta))
-    weights = trans * (1 - torch.exp(-sigma_delta))
-    color = (weights[..., None] * rgb.reshape(-1, n, 3)).sum(1) + (1 - weights.sum(1, keepdim=True))
-    return color.reshape(height, width, 3)
 
 
 @pytest.mark.parametrize("view", [0, 3])
