@@ -138,12 +138,17 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def load_checkpoint(
     ckpt_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
 ) -> tuple[int, dict]:
-    """Load weights (and optimiser state when given) into place; returns (step, extra)."""
+    """Load weights (and optimiser state when given) into place; returns (step, extra).
+    Readers that want only the weights (optimizer None) also accept a checkpoint whose training
+    state (state.pt) was left out, as in the published runs under benchmarks/results/rd/."""
     ckpt_dir = Path(ckpt_dir)
     try:
         weights = load_file(ckpt_dir / "model.safetensors")
-        state = torch.load(ckpt_dir / "state.pt", map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as exc:
+        if optimizer is None and not (ckpt_dir / "state.pt").exists():
+            state = {"step": int(ckpt_dir.name.removeprefix(_STEP_PREFIX))}
+        else:
+            state = torch.load(ckpt_dir / "state.pt", map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, ValueError) as exc:
         raise NeuralFieldsError(f"cannot read checkpoint {ckpt_dir}: {exc}") from None
     device = next(model.parameters()).device
     model.load_state_dict({name: tensor.to(device) for name, tensor in weights.items()})

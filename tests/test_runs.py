@@ -55,6 +55,18 @@ def test_checkpoint_round_trip_with_optimizer(tmp_path):
     assert restored_opt.state_dict()["state"][0]["step"] == optimizer.state_dict()["state"][0]["step"]
 
 
+def test_weights_load_without_the_training_state(tmp_path):
+    model = small_model()
+    path = save_checkpoint(tmp_path, 12, model, torch.optim.Adam(model.parameters()))
+    (path / "state.pt").unlink()
+    restored = small_model()
+    assert load_checkpoint(path, restored) == (12, {})
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
+    with pytest.raises(NeuralFieldsError, match="cannot read checkpoint"):
+        load_checkpoint(path, restored, torch.optim.Adam(restored.parameters()))
+
+
 def test_checkpoints_are_pruned_and_leave_no_temporaries(tmp_path):
     model = small_model()
     for step in (10, 20, 30):
