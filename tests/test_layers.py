@@ -78,7 +78,8 @@ def test_spec_parsing(text, expected):
     [("conv:3", "unknown layer kind 'conv'"), ("sine", "missing ':K' rank"), ("lowrank:0", "rank K >= 1, got 0"),
      ("lowrank:x", "rank 'x' is not an integer"), ("sine:1@0", "omega must be a finite number > 0"),
      ("sine:1@-3", "omega must be a finite number > 0"), ("sine:1@fast", "omega 'fast' is not a number"),
-     ("lowrank:2@5", "omega applies only to sine layers"), ("dense:4", "dense takes no rank or omega"),
+     ("lowrank:2@5", "'@' (omega or beta) does not apply to 'lowrank' layers"),
+     ("oialr:1@1.5", "beta must lie in (0, 1), got 1.5"), ("dense:4", "dense takes no rank or omega"),
      ("sine:1@nan", "omega must be a finite number > 0"), ("", "malformed layer spec")],
 )
 def test_spec_errors_say_what_is_wrong_and_what_is_accepted(text, message):

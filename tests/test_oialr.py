@@ -251,7 +251,6 @@ def test_short_occupancy_run_shrinks_the_rank_and_resumes_across_a_rank_change(t
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: LayerSpec.parse("oialr:1@1.5").build(64, 64), r"beta .* must lie in \(0, 1\), got 1.5"),
     (lambda: OIALRLinear(64, 64, beta=0.0), r"must lie in \(0, 1\)"),
     (lambda: OIALRLinear(64, 64, warmup_steps=-1), "warm-up must be an integer number of steps >= 0, got -1"),
     (lambda: OIALRLinear(64, 64, interval=0), "interval must be an integer number of steps >= 1, got 0"),

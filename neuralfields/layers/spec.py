@@ -42,6 +42,8 @@ class LayerKind:
     param: str | None = None
     """Name of the kind's `@VALUE` suffix (sine: omega), None when the kind takes none."""
     default_param: float | None = None
+    param_below: float | None = None
+    """An upper bound (exclusive) on the `@` parameter, e.g. 1 for OIALR's beta; None: none."""
     syntax: tuple[str, ...] = ()
     """How its specs are written, for error messages."""
     inits: tuple[str, ...] = ()
@@ -63,10 +65,11 @@ KINDS: dict[str, LayerKind] = {
                   param="omega", default_param=SINE_DEFAULT_OMEGA, syntax=("'sine:K'", "'sine:K@OMEGA'")),
         # Adaptive rank (OIALR, layers/oialr.py): K is the minimum rank, BETA the singular-value cut-off.
         LayerKind("oialr", True, lambda i, o, rank, param, bias: OIALRLinear(i, o, param, rank, bias=bias),
-                  param="beta", default_param=DEFAULT_BETA, syntax=("'oialr:K'", "'oialr:K@BETA'")),
+                  param="beta", default_param=DEFAULT_BETA, param_below=1.0, syntax=("'oialr:K'", "'oialr:K@BETA'")),
         LayerKind("oialrsine", True,
                   lambda i, o, rank, param, bias: OIALRLinear(i, o, param, rank, bias=bias, omega=SINE_OMEGA),
-                  param="beta", default_param=DEFAULT_BETA, syntax=("'oialrsine:K'", "'oialrsine:K@BETA'")),
+                  param="beta", default_param=DEFAULT_BETA, param_below=1.0,
+                  syntax=("'oialrsine:K'", "'oialrsine:K@BETA'")),
     )
 }
 
@@ -77,7 +80,7 @@ _SPEC_PATTERN = re.compile(
 def _accepted() -> str:
     forms = [form for kind in KINDS.values() for form in kind.syntax]
     inits = "; ".join(f"{kind.name}: {', '.join(kind.inits)}" for kind in KINDS.values() if kind.inits)
-    return (f"expected {', '.join(forms[:-1])} or {forms[-1]} with K an integer >= 1 and OMEGA a number > 0, "
+    return (f"expected {', '.join(forms[:-1])} or {forms[-1]} with K an integer >= 1, OMEGA a number > 0 and BETA in (0, 1), "
             f"optionally followed by ',init=NAME' ({inits})")
 
 
@@ -111,9 +114,11 @@ class LayerSpec:
             raise ValueError(f"{self.kind} layers need a rank K >= 1, got {self.rank!r}; {accepted}")
         if self.omega is not None:
             if kind.param is None:
-                raise ValueError(f"omega applies only to sine layers, not {self.kind!r}; {accepted}")
+                raise ValueError(f"'@' (omega or beta) does not apply to {self.kind!r} layers; {accepted}")
             if not math.isfinite(self.omega) or self.omega <= 0:
                 raise ValueError(f"{kind.param} must be a finite number > 0, got {self.omega!r}; {accepted}")
+            if kind.param_below is not None and not self.omega < kind.param_below:
+                raise ValueError(f"{kind.param} must lie in (0, {kind.param_below:g}), got {self.omega!r}; {accepted}")
 
     @classmethod
     def parse(cls, text: str | LayerSpec) -> LayerSpec:
