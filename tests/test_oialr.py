@@ -17,7 +17,7 @@ from neuralfields.layers.spec import LayerSpec
 from neuralfields.meshing.shapes import Sphere
 from neuralfields.runs import open_run
 from neuralfields.storage import latest_checkpoint, load_checkpoint, save_checkpoint
-from neuralfields.training.loop import after_optimizer_step
+from neuralfields.training.loop import step_hooks
 from neuralfields.training.occupancy import OccupancyConfig, train_occupancy
 
 
@@ -34,8 +34,8 @@ def train_steps(layer: torch.nn.Module, optimizer: torch.optim.Optimizer, steps:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if hook:
-            after_optimizer_step(layer, step, optimizer)
+        for call in step_hooks(layer) if hook else ():
+            call(step, optimizer)
     return loss
 
 

@@ -65,8 +65,8 @@ class AdaptedLinear(nn.Module):
         if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
             raise ValueError(f"adapter alpha must be a finite number > 0, got {alpha!r}")
         self.base = base
-        init = {"init": kind.inits[0]} if kind.inits else {}
-        self.delta = kind.build(in_features, out_features, spec.rank, spec.omega, False, **init).to(
+        init = kind.inits[0] if kind.inits else None
+        self.delta = kind.build(in_features, out_features, spec.rank, spec.omega, False, init).to(
             device=base.weight.device, dtype=base.weight.dtype)
         if not (hasattr(self.delta, "U") and hasattr(self.delta, "V")):
             raise ValueError(f"layer kind {spec.kind!r} has no U V^T factors and cannot be an adapter")

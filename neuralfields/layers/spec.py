@@ -33,8 +33,8 @@ from neuralfields.layers.oialr import DEFAULT_BETA, SINE_OMEGA, OIALRLinear
 
 @dataclass(frozen=True)
 class LayerKind:
-    """A registered kind of linear layer: `build(in, out, rank, param, bias)` makes one; a kind
-    with `inits` is also passed `init=NAME`."""
+    """A registered kind of linear layer: `build(in, out, rank, param, bias, init)` makes one
+    (`init`: one of the kind's `inits`, or None for kinds that offer no choice)."""
 
     name: str
     takes_rank: bool
@@ -57,17 +57,17 @@ both tasks use it, and a run's config.yaml records the omega it resolved to)."""
 KINDS: dict[str, LayerKind] = {
     kind.name: kind
     for kind in (
-        LayerKind("dense", False, lambda i, o, rank, param, bias: nn.Linear(i, o, bias=bias), syntax=("'dense'",)),
+        LayerKind("dense", False, lambda i, o, rank, param, bias, init: nn.Linear(i, o, bias=bias), syntax=("'dense'",)),
         LayerKind("lowrank", True,
                   lambda i, o, rank, param, bias, init: LowRankLinear(i, o, rank, bias=bias, init=init),
                   syntax=("'lowrank:K'",), inits=LowRankLinear.INITS),
-        LayerKind("sine", True, lambda i, o, rank, param, bias: SineLowRankLinear(i, o, rank, param, bias=bias),
+        LayerKind("sine", True, lambda i, o, rank, param, bias, init: SineLowRankLinear(i, o, rank, param, bias=bias),
                   param="omega", default_param=SINE_DEFAULT_OMEGA, syntax=("'sine:K'", "'sine:K@OMEGA'")),
         # Adaptive rank (OIALR, layers/oialr.py): K is the minimum rank, BETA the singular-value cut-off.
-        LayerKind("oialr", True, lambda i, o, rank, param, bias: OIALRLinear(i, o, param, rank, bias=bias),
+        LayerKind("oialr", True, lambda i, o, rank, param, bias, init: OIALRLinear(i, o, param, rank, bias=bias),
                   param="beta", default_param=DEFAULT_BETA, param_below=1.0, syntax=("'oialr:K'", "'oialr:K@BETA'")),
         LayerKind("oialrsine", True,
-                  lambda i, o, rank, param, bias: OIALRLinear(i, o, param, rank, bias=bias, omega=SINE_OMEGA),
+                  lambda i, o, rank, param, bias, init: OIALRLinear(i, o, param, rank, bias=bias, omega=SINE_OMEGA),
                   param="beta", default_param=DEFAULT_BETA, param_below=1.0,
                   syntax=("'oialrsine:K'", "'oialrsine:K@BETA'")),
     )
@@ -187,5 +187,5 @@ class LayerSpec:
         if not self.factorises(in_features, out_features):
             return nn.Linear(in_features, out_features, bias=bias)
         spec, kind = self.resolved(), KINDS[self.kind]
-        init = {"init": spec.init or kind.inits[0]} if kind.inits else {}
-        return kind.build(in_features, out_features, spec.rank, spec.omega, bias, **init)
+        init = spec.init or (kind.inits[0] if kind.inits else None)
+        return kind.build(in_features, out_features, spec.rank, spec.omega, bias, init)

@@ -71,14 +71,13 @@ def check_finite(loss: float, step: int, run_dir: str | Path | None = None) -> N
     raise NonFiniteLossError(f"loss became {loss} at step {step}{where}")
 
 
-def after_optimizer_step(model: nn.Module, step: int, optimizer: torch.optim.Optimizer) -> None:
-    """The per-step model hook: every module with an `after_optimizer_step(step, optimizer)` method
-    (e.g. adaptive-rank layers, which reshape their weights and the optimiser's state of them) is
-    called after each optimisation step with the number of steps taken so far (1-based)."""
-    for module in model.modules():
-        hook = getattr(module, "after_optimizer_step", None)
-        if callable(hook):
-            hook(step, optimizer)
+def step_hooks(model: nn.Module) -> list:
+    """The per-step model hooks: the `after_optimizer_step(step, optimizer)` methods of the model's
+    modules (e.g. adaptive-rank layers, which reshape their weights and the optimiser's state of
+    them), called after each optimisation step with the number of steps taken so far (1-based).
+    Collected once per loop: the set of modules does not change during training."""
+    return [module.after_optimizer_step for module in model.modules()
+            if callable(getattr(module, "after_optimizer_step", None))]
 
 
 class TrainingLoop:
@@ -90,6 +89,7 @@ class TrainingLoop:
         self.config = task.config
         self.run_dir = Path(run_dir)
         self.callbacks = tuple(callbacks)
+        self.step_hooks = step_hooks(task.model)
         self.show_progress = progress
         self.step = 0
         self.train_seconds = 0.0
@@ -146,7 +146,8 @@ class TrainingLoop:
                 started = time.perf_counter()
                 stats = self.task.train_step(self.step, lr)
                 check_finite(float(stats["loss"]), self.step, self.run_dir)
-                after_optimizer_step(self.task.model, self.step + 1, self.task.optimizer)  # counted as training
+                for hook in self.step_hooks:  # counted as training
+                    hook(self.step + 1, self.task.optimizer)
                 self.train_seconds += time.perf_counter() - started
                 self.step += 1
                 bar.set_postfix(step=self.step, **self.task.summary(), refresh=False)
