@@ -29,6 +29,7 @@ from neuralfields.errors import NeuralFieldsError
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.safetensors"
 CHECKPOINT_DIR = "checkpoints"
 LOCK_FILE = ".lock"
 _STEP_PREFIX = "step_"
@@ -108,7 +109,7 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
         weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-        save_file(weights, tmp / "model.safetensors")
+        save_file(weights, tmp / MODEL_FILE)
         state = {"step": step, "extra": extra or {}}
         if optimizer is not None:
             state["optimizer"] = optimizer.state_dict()
@@ -143,7 +144,7 @@ def load_checkpoint(
     state (state.pt) was left out, as in the published runs under benchmarks/results/rd/."""
     ckpt_dir = Path(ckpt_dir)
     try:
-        weights = load_file(ckpt_dir / "model.safetensors")
+        weights = load_file(ckpt_dir / MODEL_FILE)
         if optimizer is None and not (ckpt_dir / "state.pt").exists():
             state = {"step": int(ckpt_dir.name.removeprefix(_STEP_PREFIX))}
         else:
