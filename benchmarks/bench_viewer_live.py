@@ -5,16 +5,15 @@ alternating: no tab | tab, still camera | no tab | tab, moving camera (an orbit,
 The LiveViewer callback is attached throughout (with no tab it only checks the client count).
 """
 import math, sys, threading, time, json
-from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test suite's browser-tab client
-import numpy as np, torch
-from test_viewer import TabClient, free_port
+import numpy as np
 from neuralfields.config import overlay
 from neuralfields.training.loop import Callback
 from neuralfields.training.nerf import load_preset, train_nerf
 from neuralfields.rendering.cameras import orbit_camtoworlds
 from neuralfields.viewer import LiveViewer
 from neuralfields.viewer.cameras import fov_from_focal
+from neuralfields.viewer.server import free_port
+from neuralfields.viewer.tab import TabClient
 
 PHASE_S = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
 CYCLES = int(sys.argv[2]) if len(sys.argv) > 2 else 2

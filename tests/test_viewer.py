@@ -5,20 +5,15 @@ wait is bounded."""
 
 from __future__ import annotations
 
-import io
 import math
 import socket
 import threading
 import time
 
-import msgspec
 import numpy as np
 import pytest
 import torch
-import viser
-import zstandard
 from PIL import Image
-from viser import _messages
 
 from neuralfields.config import defaults, overlay
 from neuralfields.data.scenes import load_views
@@ -38,7 +33,8 @@ from neuralfields.viewer.cameras import (
 from neuralfields.viewer.frames import RenderCancelled, compose_panels, panel_widths, render_nerf
 from neuralfields.viewer.models import wait_until
 from neuralfields.viewer.progressive import ProgressiveRenderer
-from neuralfields.viewer.server import pick_port
+from neuralfields.viewer.server import free_port, pick_port
+from neuralfields.viewer.tab import TabClient
 
 TIMEOUT = 30.0
 TINY_NERF = {
@@ -55,12 +51,6 @@ def nerf_config(scene, tmp_path, **values) -> NerfConfig:
                                           **values}, "test")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def nerf_runs(tiny_scene, tmp_path_factory):
     """Two tiny NeRF runs of the tiny scene (dense and sine rank 1), 20 steps each."""
@@ -71,65 +61,6 @@ def nerf_runs(tiny_scene, tmp_path_factory):
                                 run_dir=root / spec.replace(":", "-").replace("@", "-"), progress=False)
         runs.append(run_dir)
     return runs
-
-
-class TabClient:
-    """A browser tab as far as the server can tell: viser's websocket protocol (msgpack in,
-    zstd-compressed msgpack windows out), a camera it reports, and the messages it got."""
-
-    def __init__(self, port: int) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(f"ws://127.0.0.1:{port}", subprotocols=[f"viser-v{viser.__version__}"],
-                          max_size=50 * 1024 * 1024, open_timeout=10)
-        self.messages: list[dict] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-
-    def _receive(self) -> None:
-        decompressor = zstandard.ZstdDecompressor()
-        try:
-            for raw in self.ws:
-                size = int.from_bytes(raw[0:8], "little")
-                compressed = int.from_bytes(raw[8:16], "little")
-                inner = decompressor.decompress(raw[16:16 + compressed], max_output_size=size)
-                window = msgspec.msgpack.decode(inner)
-                with self._lock:
-                    self.messages.extend(window["messages"])
-        except Exception:  # noqa: BLE001 - closed
-            return
-
-    def send_camera(self, camtoworld, fov_y: float, height: int, width: int) -> None:
-        """Report the pose of an OpenGL camera-to-world matrix as a browser would: viser's
-        camera is OpenCV (x right, y down, z forward), written out here independently of the
-        viewer's own conversion."""
-        camtoworld = np.asarray(camtoworld, dtype=np.float64)
-        right, up, forward = camtoworld[:3, 0], camtoworld[:3, 1], -camtoworld[:3, 2]
-        wxyz = viser.transforms.SO3.from_matrix(np.stack([right, -up, forward], axis=1)).wxyz
-        position = camtoworld[:3, 3]
-        message = _messages.ViewerCameraMessage(
-            wxyz=tuple(float(v) for v in wxyz), position=tuple(float(v) for v in position), fov=float(fov_y),
-            near=0.01, far=1000.0, image_height=height, image_width=width,
-            look_at=tuple(float(v) for v in position + forward), up_direction=(0.0, 0.0, 1.0))
-        self.ws.send(msgspec.msgpack.encode(message.as_serializable_dict()))
-
-    def of_type(self, name: str) -> list[dict]:
-        with self._lock:
-            return [m for m in self.messages if m.get("type") == name]
-
-    def backgrounds(self) -> list[np.ndarray]:
-        return [np.asarray(Image.open(io.BytesIO(m["rgb_data"])).convert("RGB"))
-                for m in self.of_type("BackgroundImageMessage") if m.get("rgb_data")]
-
-    def wait_backgrounds(self, count: int, timeout: float = TIMEOUT) -> list[np.ndarray]:
-        assert wait_until(lambda: len(self.backgrounds()) >= count, timeout), \
-            f"no {count} frames within {timeout} s"
-        return self.backgrounds()
-
-    def close(self) -> None:
-        self.ws.close()
-        self._thread.join(5.0)
 
 
 def test_viser_camera_convention_is_opencv_and_round_trips():

@@ -7,7 +7,8 @@
 - `LiveViewer` (live.py): a training Callback that serves the live field.
 - app.py: the NeRF and occupancy views (one session per browser tab); progressive.py: one render
   thread per tab; frames.py: frames through the evaluation renderer; cameras.py: viser's OpenCV
-  camera <-> the dataset's OpenGL camera; server.py: ports; cli.py: the scripts' flags.
+  camera <-> the dataset's OpenGL camera; server.py: ports; cli.py: the scripts' flags;
+  tab.py: a scripted browser tab (viser's websocket protocol) for tests and benchmarks.
 
 The library never imports this package; it comes in through callbacks and run folders. Names
 are loaded on first use, so `neuralfields.viewer.cli` stays cheap to import without viser.

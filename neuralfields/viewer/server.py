@@ -61,3 +61,10 @@ def url(server, host: str) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{server.get_port()}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free on `host` now (the system's pick), for tests and benchmarks."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
