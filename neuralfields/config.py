@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from neuralfields.errors import NeuralFieldsError
+from neuralfields.layers.oialr import DEFAULT_INTERVAL, DEFAULT_WARMUP_STEPS
 from neuralfields.layers.spec import LayerSpec
 from neuralfields.storage import CONFIG_FILE, load_config, read_yaml_mapping
 
@@ -41,7 +42,9 @@ def setting(default: Any, help: str, minimum: float | None = None, choices: tupl
 class RunConfig:
     """What every training run is told. Budgets: a run ends at `steps` steps or after
     `time_budget_s` seconds of training, whichever comes first (either may be None, not both);
-    the learning rate decays exponentially from lr to lr * lr_final_ratio over that span."""
+    the learning rate decays exponentially from lr to lr * lr_final_ratio over that span.
+    `oialr_*`: the schedule of adaptive-rank layers, applied when the trainer builds the model
+    (`training.loop.build_task`); a resumed run keeps the schedule its checkpoint holds."""
 
     task: ClassVar[str] = ""
     default_omega: ClassVar[float | None] = None
@@ -57,6 +60,10 @@ class RunConfig:
     threads: int | None = setting(None, "torch CPU threads (null: torch's default)", minimum=1)
     output_root: str = setting("outputs", "root folder of run folders")
     checkpoint_every: int = setting(2000, "steps between checkpoints", minimum=1)
+    oialr_warmup_steps: int = setting(DEFAULT_WARMUP_STEPS, "adaptive-rank (oialr) layers: full-rank steps before "
+                                      "the switch to U S V^T", minimum=0)
+    oialr_interval: int = setting(DEFAULT_INTERVAL, "adaptive-rank (oialr) layers: steps between rank updates",
+                                  minimum=1)
 
     def __post_init__(self) -> None:
         if self.steps is None and self.time_budget_s is None:

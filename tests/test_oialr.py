@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from neuralfields.config import defaults, overlay
+from neuralfields.config import defaults, load_run_config, overlay, to_mapping
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.layers.counting import parameter_report
-from neuralfields.layers.oialr import OIALRLinear, OIALRSettingError, oialr_layers, oialr_schedule
+from neuralfields.layers.oialr import (
+    DEFAULT_INTERVAL, DEFAULT_WARMUP_STEPS, OIALRLinear, OIALRSettingError, oialr_layers, oialr_schedule,
+)
 from neuralfields.layers.spec import LayerSpec
 from neuralfields.meshing.shapes import Sphere
 from neuralfields.runs import open_run
-from neuralfields.storage import latest_checkpoint, load_checkpoint, save_checkpoint
-from neuralfields.training.loop import step_hooks
+from neuralfields.storage import latest_checkpoint, load_checkpoint, save_checkpoint, save_config
+from neuralfields.training.loop import build_task, step_hooks
 from neuralfields.training.occupancy import OccupancyConfig, train_occupancy
 
 
@@ -229,9 +231,8 @@ def test_short_occupancy_run_shrinks_the_rank_and_resumes_across_a_rank_change(t
     mesh = tmp_path / "ball.ply"
     Sphere(2.0, (5.0, 0.0, 1.0)).mesh(4).export(mesh)
     run_dir = tmp_path / "run"
-    with oialr_schedule(warmup_steps=40, interval=30):
-        _, metrics = train_occupancy(occupancy_config(mesh, tmp_path / "cache", steps=100), run_dir=run_dir,
-                                     progress=False)
+    config = occupancy_config(mesh, tmp_path / "cache", steps=100, oialr_warmup_steps=40, oialr_interval=30)
+    _, metrics = train_occupancy(config, run_dir=run_dir, progress=False)
     assert metrics["steps"] == 100 and metrics["iou_uniform"] >= 0.8
     layers = oialr_layers(open_run(run_dir).load_model("cpu"))
     assert len(layers) == 2 and all(layer.rank_history()[1] == (40, 64) for layer in layers.values())
@@ -240,7 +241,7 @@ def test_short_occupancy_run_shrinks_the_rank_and_resumes_across_a_rank_change(t
     model = open_run(run_dir).load_model("cpu")
     assert metrics["parameters"] == parameter_report(model)["parameters"]  # stored at the final ranks
 
-    # resumed outside the schedule block: the checkpoint carries the schedule; 130 and 160 update
+    # the checkpoint carries the schedule (the config's too); 130 and 160 update
     _, resumed = train_occupancy({"steps": 160}, resume=run_dir, progress=False)
     assert resumed["steps"] == 160
     for name, layer in oialr_layers(open_run(run_dir).load_model("cpu")).items():
@@ -264,6 +265,29 @@ def test_bad_hyper_parameters_give_one_clear_line(make, message):
     assert isinstance(raised.value, NeuralFieldsError) and isinstance(raised.value, ValueError)
 
 
+def test_the_run_config_sets_the_schedule_of_the_layers_a_trainer_builds():
+    config = overlay(defaults(OccupancyConfig), {"oialr_warmup_steps": 7, "oialr_interval": 3}, "test")
+    with oialr_schedule(warmup_steps=50):  # the run's own settings win over a block around the trainer
+        layer = build_task(config, lambda: OIALRLinear(8, 8))
+    assert (layer.warmup_steps, layer.interval) == (7, 3)
+    assert (OIALRLinear(8, 8).warmup_steps, OIALRLinear(8, 8).interval) == (DEFAULT_WARMUP_STEPS, DEFAULT_INTERVAL)
+
+
+def test_a_negative_warm_up_on_the_command_line_is_one_line(tmp_path, run_script):
+    result = run_script("train_occupancy.py", "--spec", "oialr:1@0.5", "--set", "oialr_warmup_steps=-1",
+                        "--output-root", str(tmp_path / "out"))
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.strip() == "error: command line: oialr_warmup_steps must be >= 0, got -1"
+
+
+def test_run_folders_saved_before_the_schedule_keys_load_with_the_defaults(tmp_path):
+    config = overlay(defaults(OccupancyConfig), {"oialr_warmup_steps": 7}, "test")
+    values = {key: value for key, value in to_mapping(config).items() if not key.startswith("oialr_")}
+    save_config(tmp_path, values)
+    loaded = load_run_config(OccupancyConfig, tmp_path)
+    assert (loaded.oialr_warmup_steps, loaded.oialr_interval) == (DEFAULT_WARMUP_STEPS, DEFAULT_INTERVAL)
+
+
 def test_spec_refuses_a_negative_beta_when_parsed():
     with pytest.raises(ValueError, match="beta must be a finite number > 0"):
         LayerSpec.parse("oialr:1@-0.1")
@@ -273,9 +297,9 @@ def test_nerf_trains_with_oialr_layers_under_autocast_and_resumes(tiny_scene, tm
     from test_nerf_training import tiny_config as nerf_config
     from neuralfields.training.nerf import train_nerf
 
-    config = nerf_config(tiny_scene, tmp_path, spec="oialr:1@0.3", steps=10, mixed_precision=True)
-    with oialr_schedule(warmup_steps=4, interval=3):
-        run_dir, metrics = train_nerf(config, progress=False)
+    config = nerf_config(tiny_scene, tmp_path, spec="oialr:1@0.3", steps=10, mixed_precision=True,
+                         oialr_warmup_steps=4, oialr_interval=3)
+    run_dir, metrics = train_nerf(config, progress=False)
     layers = oialr_layers(open_run(run_dir).load_model("cpu"))
     assert layers and all(layer.switched for layer in layers.values())
     assert any(layer.rank < min(layer.in_features, layer.out_features) for layer in layers.values())

@@ -50,9 +50,11 @@ max_exp_avg_sq) and SGD momentum, anything else raises rather than being left st
 code's cap of at most 50 % of the rank dropped per update is not applied (exactly the directions
 below beta go).
 
-Warm-up and interval are not part of the layer spec; they default to `DEFAULT_WARMUP_STEPS` and
-`DEFAULT_INTERVAL` and are set for every layer built inside `with oialr_schedule(...)` (trainers
-build their model internally) or by passing them to `OIALRLinear`.
+Warm-up and interval are not part of the layer spec: they are run settings, the config keys
+`oialr_warmup_steps` and `oialr_interval` (`--set oialr_warmup_steps=100`; defaults
+`DEFAULT_WARMUP_STEPS`, `DEFAULT_INTERVAL`). The trainers build their model inside
+`oialr_schedule(...)` with the run's values (`training.loop.build_task`); code that builds layers
+itself uses the same block or passes them to `OIALRLinear`.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ _SCHEDULE: contextvars.ContextVar[dict] = contextvars.ContextVar("oialr_schedule
 
 @contextlib.contextmanager
 def oialr_schedule(warmup_steps: int | None = None, interval: int | None = None) -> Iterator[None]:
-    """Warm-up steps and update interval for every OIALR layer built inside the block (a trainer
-    builds its model internally): `with oialr_schedule(warmup_steps=300): train_occupancy(...)`."""
+    """Warm-up steps and update interval for every OIALR layer built inside the block:
+    `with oialr_schedule(warmup_steps=300): model = build_model(config)`. Trainers open this block
+    themselves with the run config's `oialr_warmup_steps` / `oialr_interval`, which therefore win
+    over a block around a trainer call."""
     values = {key: value for key, value in (("warmup_steps", warmup_steps), ("interval", interval))
               if value is not None}
     _check_schedule(values.get("warmup_steps", DEFAULT_WARMUP_STEPS), values.get("interval", DEFAULT_INTERVAL))

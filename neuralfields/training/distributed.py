@@ -24,7 +24,7 @@ import torch.distributed as dist
 
 from neuralfields.config import RunConfig
 from neuralfields.errors import NeuralFieldsError
-from neuralfields.training.loop import Callback, Task, TrainingLoop, start_run, train_in_folder
+from neuralfields.training.loop import Callback, Task, TrainingLoop, build_task, start_run, train_in_folder
 
 TIMEOUT = datetime.timedelta(minutes=10)
 
@@ -129,9 +129,7 @@ def train_distributed(group: Distributed, config: RunConfig, make_task: Callable
     sync = SyncTrainingTime(group)
     if group.is_main:
         return folder, train_in_folder(folder, config, make_task, resume is not None, (sync, *callbacks), progress)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    task = make_task()
+    task = build_task(config, make_task)
     FollowerLoop(task, folder, (sync,), progress=False, resume=resume is not None).train()
     if after_training is not None:
         after_training(task)

@@ -22,6 +22,7 @@ from neuralfields import storage
 from neuralfields.config import RunConfig, to_mapping
 from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
 from neuralfields.layers.counting import parameter_report
+from neuralfields.layers.oialr import oialr_schedule
 from neuralfields.progress import progress_bar
 
 
@@ -190,6 +191,15 @@ class TrainingLoop:
         return metrics
 
 
+def build_task(config: RunConfig, make_task: Callable[[], Task]) -> Task:
+    """`make_task()` with the run's settings for building it: torch's CPU threads (`threads`) and
+    the schedule of adaptive-rank layers (`oialr_warmup_steps`, `oialr_interval`)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    with oialr_schedule(config.oialr_warmup_steps, config.oialr_interval):
+        return make_task()
+
+
 def start_run(config: RunConfig, resume: str | Path | None = None, run_dir: str | Path | None = None) -> Path:
     """The run folder to train in: `resume` itself, else `run_dir` (made if missing; refused if it
     already holds a run), else a new timestamped folder under output_root/run_name."""
@@ -210,12 +220,10 @@ def start_run(config: RunConfig, resume: str | Path | None = None, run_dir: str 
 def train_in_folder(run_dir: Path, config: RunConfig, make_task: Callable[[], Task], resume: bool = False,
                     callbacks: tuple[Callback, ...] = (), progress: bool = True) -> dict:
     """Take the folder's lock, save the config, build the task and run the loop; returns the metrics.
-    `config.threads` sets torch's CPU threads for the run."""
+    The task is built by `build_task` (threads, adaptive-rank schedule)."""
     with storage.RunLock(run_dir):
         storage.save_config(run_dir, to_mapping(config))
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        task = make_task()
+        task = build_task(config, make_task)
         loop = TrainingLoop(task, run_dir, callbacks, progress, resume)
         report = parameter_report(task.model)
         print(f"model: {config.spec}, {report['parameters']:,} parameters "
