@@ -7,6 +7,12 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: setup test demo gpu-check clean
 
 setup: $(STAMP)
+	@# tests/test_viewer_browser.py drives a headless Chromium; install Debian's when missing (needs root / sudo).
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		echo "installing chromium (for the viewer's browser test)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium) >/dev/null || \
+		{ echo "error: the viewer's browser test needs Chromium: run 'apt-get install chromium' as root"; exit 1; }; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
