@@ -10,9 +10,10 @@ and trainable parameters, quality, time, and the rank of each layer over the tra
 
 Each spec trains the reference occupancy network (configs/occupancy/default.yaml: dense input
 layer, two 256-wide hidden layers from the spec, dense output logit) for `--seconds` of training
-time with the OIALR schedule given by --warmup / --interval (full-rank steps before the switch to
-U S V^T, steps between rank updates), then evaluates IoU (uniform, 128^3 grid), Chamfer-L1 and
-normal consistency. Non-OIALR specs (e.g. sine:1) run beside them as the same-session reference.
+time with the OIALR schedule given by --warmup / --interval (the run config keys oialr_warmup_steps
+and oialr_interval: full-rank steps before the switch to U S V^T, steps between rank updates), then
+evaluates IoU (uniform, 128^3 grid), Chamfer-L1 and normal consistency. Non-OIALR specs (e.g.
+sine:1) run beside them as the same-session reference.
 
 Results: benchmarks/results/oialr_occupancy_<mesh>.json (rewritten after every run; entries of
 specs not re-run are kept) with the load average at the start and end of each run (the machine is
@@ -34,8 +35,9 @@ from neuralfields.cli import run_cli
 from neuralfields.config import overlay
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.layers.counting import parameter_report
-from neuralfields.layers.oialr import DEFAULT_INTERVAL, DEFAULT_WARMUP_STEPS, oialr_layers, oialr_schedule
+from neuralfields.layers.oialr import DEFAULT_INTERVAL, DEFAULT_WARMUP_STEPS, oialr_layers
 from neuralfields.layers.spec import LayerSpec
+from neuralfields.reports.plots import RankPanel, rank_figure
 from neuralfields.runs import open_run
 from neuralfields.storage import create_run_dir, write_json
 from neuralfields.training.occupancy import load_preset, train_occupancy
@@ -95,45 +97,21 @@ def layer_ranks(run_dir: Path) -> dict:
 
 
 def plot_ranks(report: dict, path: Path) -> None:
-    """Rank of each OIALR layer over training steps, one panel per spec (the paper's figure type)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
+    """Rank of each OIALR layer over training steps, one panel per spec (plots.rank_figure)."""
     runs = {name: run for name, run in report["runs"].items() if run.get("oialr")}
     if not runs:
         return
-    columns = min(3, len(runs))
-    rows = -(-len(runs) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows + 0.4), squeeze=False, sharey=True)
-    for axis in axes.flat[len(runs):]:
-        axis.set_visible(False)
-    for axis, (name, run) in zip(axes.flat, runs.items()):
-        for layer_name, layer in run["oialr"]["layers"].items():
-            history = layer["rank_history"]
-            steps = [step for step, _ in history] + [run["steps"]]
-            ranks = [rank for _, rank in history] + [history[-1][1]]
-            axis.step(steps, ranks, where="post", label=layer_name)
-        schedule = run["oialr"]["schedule"]
-        axis.axvline(schedule["warmup_steps"], color="grey", linestyle=":", linewidth=1)
+    panels = []
+    for name, run in runs.items():
         iou = next((f"IoU {value:.3f} ({key[4:]})" for key, value in run.items() if key.startswith("iou_grid_")), "")
-        axis.set_title(f"{name}\n{iou}, {run['parameters']:,} stored", fontsize=9)
-        axis.set_xlabel("training step")
-        axis.set_yscale("log", base=2)
-        axis.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        axis.grid(alpha=0.3)
-    for row in axes:
-        row[0].set_ylabel("rank")
-    axes.flat[len(runs) - 1].legend(fontsize=7)
+        histories = {layer: data["rank_history"] for layer, data in run["oialr"]["layers"].items()}
+        panels.append(RankPanel(f"{name}\n{iou}, {run['parameters']:,} stored", histories, run["steps"],
+                                run["oialr"]["schedule"]["warmup_steps"]))
     budget = (f"{report['seconds_per_run']:g} s" if report.get("seconds_per_run") is not None
               else f"{report['steps_per_run']} steps")
-    fig.suptitle(f"OIALR rank per layer over training, occupancy {report['mesh_name']} "
-                 f"({budget} per run; dotted: end of full-rank warm-up)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figure = rank_figure(panels, f"OIALR rank per layer over training, occupancy {report['mesh_name']} "
+                                 f"({budget} per run; dotted: end of full-rank warm-up)")
+    figure.savefig(path, dpi=120)
 
 
 def main() -> int:
@@ -173,14 +151,14 @@ def main() -> int:
                                                                                           "time_budget_s": None}
     for spec in specs:
         name = str(spec)
-        overrides = {"mesh": str(mesh), "spec": name, "threads": args.threads, **budget, **extra}
+        overrides = {"mesh": str(mesh), "spec": name, "threads": args.threads, "oialr_warmup_steps": args.warmup,
+                     "oialr_interval": args.interval, **budget, **extra}
         config = overlay(load_preset("default"), overrides, f"benchmark spec {name}")
         run_dir = create_run_dir(ROOT / "outputs" / "bench", "occupancy", mesh.stem, spec.label)
         print(f"== {name} (warm-up {args.warmup}, interval {args.interval}) -> {run_dir}", flush=True)
         load_start = os.getloadavg()
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with oialr_schedule(warmup_steps=args.warmup, interval=args.interval):
-            run_dir, metrics = train_occupancy(config, run_dir=run_dir, progress=True)
+        run_dir, metrics = train_occupancy(config, run_dir=run_dir, progress=True)
         entry = {**committed_keys(metrics), "date": started,
                  "loadavg_start": [round(x, 2) for x in load_start],
                  "loadavg_end": [round(x, 2) for x in os.getloadavg()],

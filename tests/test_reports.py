@@ -14,6 +14,7 @@ from torch import nn
 from neuralfields.config import overlay
 from neuralfields.errors import NonFiniteLossError
 from neuralfields.layers.linear import LowRankLinear
+from neuralfields.layers.oialr import oialr_layers
 from neuralfields.layers.spec import KINDS
 from neuralfields.reports.evaluate import run_scorer
 from neuralfields.reports.quantize import INT8_LEVELS, int8_groups, quantized_parameters
@@ -172,6 +173,67 @@ def test_plan_pairs_every_rank_and_width_with_an_equal_size_dense_network(occupa
         assert configuration.width < configuration.sweep_width and str(configuration.config.spec) == "dense"
 
 
+def test_plan_runs_an_adaptive_line_once_per_width_and_seed_from_rank_1(occupancy_preset):
+    plan = plan_sweep(SweepSettings("occupancy", kinds=("sine", "oialr@0.5"), ranks=(1, 3), widths=(12, 20),
+                                    seeds=(0, 1), steps=5, preset=str(occupancy_preset), probe_steps=0))
+    adaptive = [c for c in plan.configurations if c.line == "oialr@0.5"]
+    assert sorted((c.sweep_width, c.seed) for c in adaptive) == [(12, 0), (12, 1), (20, 0), (20, 1)]
+    assert {str(c.config.spec) for c in adaptive} == {"oialr:1@0.5"} and {c.rank for c in adaptive} == {None}
+    assert adaptive[0].name == "oialr@0.5-w12-s0" and plan.lines["oialr@0.5"]["title"] == "OIALR (beta 0.5)"
+    # dense-equal stays sized by the sine line, one per (rank, width, seed)
+    sine = {(c.sweep_width, c.rank): c.parameters for c in plan.configurations if c.line == "sine"}
+    equal = [c for c in plan.configurations if c.line == "dense-equal"]
+    assert len(equal) == 8 and all(c.parameters <= sine[c.sweep_width, c.rank] for c in equal)
+
+
+def test_an_oialr_line_is_placed_at_its_final_stored_size_with_a_rank_plot(tmp_path, run_script):
+    preset = tmp_path / "tiny-oialr.yaml"  # warm-up and update interval short enough for the rank to shrink
+    preset.write_text(yaml.safe_dump({**OCCUPANCY_PRESET, "cache_dir": str(tmp_path / "cache"),
+                                      "oialr_warmup_steps": 5, "oialr_interval": 5}))
+    out = tmp_path / "sweep"
+    result = run_script(SCRIPT, *occupancy_sweep_args(preset, out, "--kinds", "sine,oialr@0.5"))
+    assert result.returncode == 0, result.stderr
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [c["name"] for c in sweep["configurations"]] == ["sine-w16-k1-s0", "oialr@0.5-w16-s0",
+                                                            "dense-equal-w16-k1-s0"]
+    planned = next(c["parameters"] for c in sweep["configurations"] if c["line"] == "oialr@0.5")
+    run = open_run(out / "runs" / "oialr@0.5-w16-s0")
+    stored = run.metrics()["parameters"]
+    ranks = [layer.rank for layer in oialr_layers(run.load_model("cpu")).values()]
+    assert ranks and max(ranks) < 16  # the schedule from the preset's config keys ran: the rank shrank
+    # stored at the final ranks (16x16 hidden weights: U, V and r x r S instead of 256), not as planned at build
+    assert stored == planned + sum(rank * (16 + 16) + rank * rank - 256 for rank in ranks) != planned
+    row = rows_of(out)["oialr@0.5-w16-s0"]
+    assert int(row["parameters"]) == stored and int(row["bytes_fp32"]) == 4 * stored
+    assert row["final_ranks"] == str(ranks)
+    groups = {g["line"]: g for g in json.loads((out / "results.json").read_text())["groups"]}
+    assert groups["oialr@0.5"]["parameters"] == stored and groups["oialr@0.5"]["final_ranks"] == ranks
+    assert groups["oialr@0.5"]["bytes"]["int8"] == json.loads((run.path / "rd.json").read_text())["int8"]["bytes"]
+    for suffix in ("png", "svg"):
+        assert (out / "plots" / f"oialr_ranks.{suffix}").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "![rank per layer over training (OIALR)](plots/oialr_ranks.png)" in report
+    final_ranks = "/".join(map(str, ranks))
+    assert f"| OIALR (beta 0.5) | 16 | {final_ranks} | {stored:,} |" in report
+    assert "OIALR (beta 0.5) against sine low-rank at equal stored size" in report
+    assert f"w16 ranks {final_ranks}: " in report and f"at {stored:,} parameters" in report
+
+
+def test_a_sweep_recorded_before_adaptive_lines_still_reports(occupancy_preset, tmp_path, run_script):
+    out = tmp_path / "sweep"
+    assert run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, out)).returncode == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    for about in sweep["lines"].values():
+        del about["param"]  # lines as sweeps wrote them before `--kinds` took '@' parameters
+    (out / "sweep.json").write_text(json.dumps(sweep))
+    (out / "report.md").unlink()
+    result = run_script(SCRIPT, "report", str(out))
+    assert result.returncode == 0, result.stderr
+    report = (out / "report.md").read_text()
+    assert "2 of 2 runs finished" in report and "| sine low-rank | 16 | 1 |" in report
+    assert not (out / "plots" / "oialr_ranks.png").exists()
+
+
 def test_fp16_storage_of_a_dense_layer_keeps_its_output():
     torch.manual_seed(0)
     layer = nn.Linear(64, 32)
@@ -211,6 +273,10 @@ def test_int8_round_trip_error_is_bounded_by_the_scale():
     (("--budget-s", "0"), "--budget-s takes numbers > 0, got 0.0"),
     (("--ranks", "1,x"), "--ranks must be comma-separated whole numbers, got '1,x'"),
     (("--shard", "3/2"), "--shard I/N needs 1 <= I <= N, got 3/2"),
+    (("--kinds", "sine,oialr@2"), "--kinds entry 'oialr@2': beta must lie in (0, 1), got 2.0"),
+    (("--kinds", "dense@3"), "--kinds entry 'dense@3': '@' (omega or beta) does not apply to 'dense' layers"),
+    (("--kinds", "foo@0.5"), f"unknown layer kind 'foo' in --kinds; choose from {', '.join(KINDS)}"),
+    (("--kinds", "oialr@0.5,oialr@0.50"), "--kinds names a line twice: oialr@0.5,oialr@0.50"),
 ])
 def test_bad_input_is_one_line_and_makes_nothing(arguments, message, occupancy_preset, tmp_path, run_script):
     out = tmp_path / "sweep"

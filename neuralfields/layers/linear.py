@@ -168,9 +168,10 @@ class SineLowRankLinear(_FactorisedLinear):
 
 
 def weight_matrix(layer: nn.Module) -> torch.Tensor:
-    """The (out, in) weight matrix of any supported linear layer, nn.Linear included."""
-    if isinstance(layer, _FactorisedLinear):
-        return layer.weight_matrix()
+    """The (out, in) weight matrix of any supported linear layer: nn.Linear, or a layer with a
+    `weight_matrix()` method (the factorised and the adaptive-rank ones)."""
     if isinstance(layer, nn.Linear):
         return layer.weight
+    if callable(getattr(layer, "weight_matrix", None)):
+        return layer.weight_matrix()
     raise TypeError(f"not a linear layer: {type(layer).__name__}")

@@ -48,6 +48,24 @@ class LayerKind:
     """How its specs are written, for error messages."""
     inits: tuple[str, ...] = ()
     """Named initialisations the kind offers, its default first (empty: no choice)."""
+    adaptive: bool = False
+    """The layer finds its own rank while it trains (the spec's K is only its minimum), so its
+    size is known at the end of training, not when it is built."""
+
+    @property
+    def fixed_rank(self) -> bool:
+        """Whether the spec's rank K sets the layer's size when it is built (not adaptive)."""
+        return self.takes_rank and not self.adaptive
+
+    def param_problem(self, value: float) -> str | None:
+        """Why `value` is not a valid `@` parameter of this kind (None: it is)."""
+        if self.param is None:
+            return f"'@' (omega or beta) does not apply to {self.name!r} layers"
+        if not math.isfinite(value) or value <= 0:
+            return f"{self.param} must be a finite number > 0, got {value!r}"
+        if self.param_below is not None and not value < self.param_below:
+            return f"{self.param} must lie in (0, {self.param_below:g}), got {value!r}"
+        return None
 
 
 SINE_DEFAULT_OMEGA = 100.0
@@ -65,11 +83,12 @@ KINDS: dict[str, LayerKind] = {
                   param="omega", default_param=SINE_DEFAULT_OMEGA, syntax=("'sine:K'", "'sine:K@OMEGA'")),
         # Adaptive rank (OIALR, layers/oialr.py): K is the minimum rank, BETA the singular-value cut-off.
         LayerKind("oialr", True, lambda i, o, rank, param, bias, init: OIALRLinear(i, o, param, rank, bias=bias),
-                  param="beta", default_param=DEFAULT_BETA, param_below=1.0, syntax=("'oialr:K'", "'oialr:K@BETA'")),
+                  param="beta", default_param=DEFAULT_BETA, param_below=1.0, syntax=("'oialr:K'", "'oialr:K@BETA'"),
+                  adaptive=True),
         LayerKind("oialrsine", True,
                   lambda i, o, rank, param, bias, init: OIALRLinear(i, o, param, rank, bias=bias, omega=SINE_OMEGA),
                   param="beta", default_param=DEFAULT_BETA, param_below=1.0,
-                  syntax=("'oialrsine:K'", "'oialrsine:K@BETA'")),
+                  syntax=("'oialrsine:K'", "'oialrsine:K@BETA'"), adaptive=True),
     )
 }
 
@@ -112,13 +131,9 @@ class LayerSpec:
             return
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
             raise ValueError(f"{self.kind} layers need a rank K >= 1, got {self.rank!r}; {accepted}")
-        if self.omega is not None:
-            if kind.param is None:
-                raise ValueError(f"'@' (omega or beta) does not apply to {self.kind!r} layers; {accepted}")
-            if not math.isfinite(self.omega) or self.omega <= 0:
-                raise ValueError(f"{kind.param} must be a finite number > 0, got {self.omega!r}; {accepted}")
-            if kind.param_below is not None and not self.omega < kind.param_below:
-                raise ValueError(f"{kind.param} must lie in (0, {kind.param_below:g}), got {self.omega!r}; {accepted}")
+        problem = kind.param_problem(self.omega) if self.omega is not None else None
+        if problem:
+            raise ValueError(f"{problem}; {accepted}")
 
     @classmethod
     def parse(cls, text: str | LayerSpec) -> LayerSpec:

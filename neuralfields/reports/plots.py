@@ -1,16 +1,20 @@
 """The figures of a sweep report (matplotlib Figure objects, no pyplot state), each saved as PNG
 and SVG under plots/: quality vs parameters and vs bytes (log x; one line per kind with its
-Pareto frontier, dotted curves at fixed width), test renders (NeRF) or mesh thumbnails (occupancy)
-per configuration, and the singular-value spectrum of one trained hidden layer per kind."""
+Pareto frontier, dotted curves at fixed width; adaptive-rank lines at the size they store at the
+end), test renders (NeRF) or mesh thumbnails (occupancy) per configuration, the singular-value
+spectrum of one trained hidden layer per kind, and for adaptive-rank (OIALR) lines the rank of
+each layer over the training steps (`rank_figure`, also drawn by benchmarks/bench_oialr.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 from torch import nn
 
 from neuralfields.data.scenes import load_views, resolve_scene_dir
@@ -18,12 +22,13 @@ from neuralfields.errors import NeuralFieldsError
 from neuralfields.layers.counting import is_factorised
 from neuralfields.layers.diagnostics import numerical_rank, singular_values
 from neuralfields.layers.linear import weight_matrix
+from neuralfields.layers.spec import KINDS
 from neuralfields.meshing.labels import MeshOccupancy
 from neuralfields.meshing.marching import OCCUPANCY_LOGIT_LEVEL, evaluate_grid, grid_points, mesh_from_volume
 from neuralfields.meshing.mesh_io import PADDED_BOUNDS
 from neuralfields.reports.evaluate import QUALITY, QUALITY_LABELS, format_quality, quality_axis
 from neuralfields.reports.quantize import PRECISIONS
-from neuralfields.reports.results import describe_config, frontier, group_points, mean_quality
+from neuralfields.reports.results import describe_config, frontier, group_points, mean_quality, rank_histories
 from neuralfields.reports.sweep import RUNS_DIR
 from neuralfields.runs import open_run
 from neuralfields.training.occupancy import prepare_mesh
@@ -55,6 +60,10 @@ def draw_all(sweep_dir: Path, task: str, groups: list[dict], lines: dict,
          gallery_figure(sweep_dir, task, groups, lines, shown)),
         ("singular values of a trained hidden layer", "spectra", spectra_figure(sweep_dir, groups, lines, shown)),
     ]
+    adaptive = [g for g in groups if g["line"] in shown and g["runs"] and KINDS[lines[g["line"]]["kind"]].adaptive]
+    if adaptive:
+        figures.append(("rank per layer over training (OIALR)", "oialr_ranks",
+                        sweep_rank_figure(sweep_dir, task, adaptive, lines)))
     out = sweep_dir / PLOTS_DIR
     out.mkdir(exist_ok=True)
     for _, name, figure in figures:
@@ -77,9 +86,9 @@ def quality_figure(task: str, groups: list[dict], lines: dict, shown: list[str],
                 if len(at) > 1 and line != "dense":
                     ax.plot([p[0] for p in at], [p[1] for p in at], ":", color=tint, linewidth=0.8)
             spread = [p[2]["quality"]["fp32"]["std"] for p in points]
+            marker = "*" if line == "dense" else "D" if KINDS[lines[line]["kind"]].adaptive else "o"
             ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=spread, color=tint, capsize=2,
-                        fmt="*" if line == "dense" else "o", markersize=9 if line == "dense" else 5,
-                        label=lines[line]["title"])
+                        fmt=marker, markersize=9 if line == "dense" else 5, label=lines[line]["title"])
         else:
             points = []
             for precision in PRECISIONS:
@@ -97,8 +106,11 @@ def quality_figure(task: str, groups: list[dict], lines: dict, shown: list[str],
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)" if axis == "parameters" else "stored bytes (log scale)")
     ax.set_ylabel(quality_axis(task))
-    ax.set_title(f"{QUALITY_LABELS[QUALITY[task]]} vs {axis}: points per configuration, "
-                 f"solid: Pareto frontier" + (", dotted: fixed width" if axis == "parameters" else ""), fontsize=9)
+    title = (f"{QUALITY_LABELS[QUALITY[task]]} vs {axis}: points per configuration, solid: Pareto frontier"
+             + (", dotted: fixed width" if axis == "parameters" else ""))
+    if any(KINDS[lines[line]["kind"]].adaptive for line in shown):
+        title += "\nadaptive-rank lines at their size after training" + (" (diamonds)" if axis == "parameters" else "")
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return figure
@@ -204,3 +216,58 @@ def spectra_figure(sweep_dir: Path, groups: list[dict], lines: dict, shown: list
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return figure
+
+
+@dataclass(frozen=True)
+class RankPanel:
+    """One run in the rank figure: its title, each adaptive layer's (step, rank) rows, the run's
+    last step, and its full-rank warm-up (drawn dotted; None: not drawn)."""
+
+    title: str
+    histories: dict[str, list[tuple[int, int]]]
+    steps: int
+    warmup_steps: int | None = None
+
+
+def rank_figure(panels: list[RankPanel], title: str) -> Figure:
+    """The rank of each adaptive layer over the training steps, one panel per run (the OIALR
+    paper's figure type); ranks on a log2 axis."""
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.2 * columns, 3.2 * rows + 0.4))
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, panel in zip(axes.flat, panels):
+        for layer, history in panel.histories.items():
+            steps = [step for step, _ in history] + [panel.steps]
+            ranks = [rank for _, rank in history] + [history[-1][1]]
+            axis.step(steps, ranks, where="post", label=layer)
+        if panel.warmup_steps is not None:
+            axis.axvline(panel.warmup_steps, color="grey", linestyle=":", linewidth=1)
+        axis.set_title(panel.title, fontsize=9)
+        axis.set_xlabel("training step")
+        axis.set_yscale("log", base=2)
+        axis.yaxis.set_major_formatter(ScalarFormatter())
+        axis.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("rank")
+    axes.flat[len(panels) - 1].legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def sweep_rank_figure(sweep_dir: Path, task: str, groups: list[dict], lines: dict) -> Figure:
+    """rank_figure of a sweep's adaptive-rank configurations (first seed of each)."""
+    panels = []
+    for group in groups:
+        run = _first_run(sweep_dir, group)
+        metrics = run.metrics()
+        panels.append(RankPanel(
+            f"{lines[group['line']]['title']}, {describe_config(group)}\n"
+            f"{QUALITY_LABELS[QUALITY[task]]} {format_quality(task, metrics[QUALITY[task]])}, "
+            f"{metrics['parameters']:,} parameters stored",
+            rank_histories(run), metrics["steps"], run.config.oialr_warmup_steps))
+    return rank_figure(panels, "rank per adaptive layer over training (first seed; dotted: end of the full-rank "
+                               "warm-up)")

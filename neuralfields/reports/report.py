@@ -16,27 +16,29 @@ from neuralfields.reports.evaluate import (
 )
 from neuralfields.reports.quantize import PRECISIONS
 from neuralfields.reports.results import (
-    aggregate, choose_inits, collect_rows, describe_config, frontier, group_points, mean_quality,
+    aggregate, choose_inits, collect_rows, describe_config, format_ranks, frontier, group_points, mean_quality,
 )
 from neuralfields.reports.sweep import (
     EQUAL_LINE, LR_FILE, METHOD_LINE, PROBE_DIR, line_title, read_json, read_sweep,
 )
 from neuralfields.storage import write_json
 
-ROW_COLUMNS = ["task", "target", "name", "line", "kind", "init", "spec", "rank", "width", "sweep_width", "seed",
-               "status", "error", "lr", "parameters", "percent_of_dense", "bytes_fp32", "bytes_fp16", "bytes_int8",
-               "train_seconds", "steps", "device"]
+ROW_COLUMNS = ["task", "target", "name", "line", "kind", "init", "spec", "rank", "final_ranks", "width",
+               "sweep_width", "seed", "status", "error", "lr", "parameters", "percent_of_dense", "bytes_fp32",
+               "bytes_fp16", "bytes_int8", "train_seconds", "steps", "device"]
 
 
 def summary(task: str, groups: list[dict], lines: dict, displayed: list[str], inits: dict,
             reference: int) -> list[str]:
-    """Generated sentences: the chosen inits, who wins at each budget, the method against each line
-    at equal (width, rank), and which precision keeps the quality."""
+    """Generated sentences: the chosen inits, who wins at each budget (the fixed-rank sizes), the
+    method against each fixed-size line at equal (width, rank) and against each adaptive-rank line
+    at equal stored size, and which precision keeps the quality."""
     title = {line: about["title"] for line, about in lines.items()}
     by_line = {line: [g for g in groups if g["line"] == line] for line in displayed}
+    adaptive = {line for line in displayed if KINDS[lines[line]["kind"]].adaptive}
     sentences = [_init_sentence(task, kind, choice, lines) for kind, choice in inits.items()]
     budgets = sorted({g["parameters"] for g in groups
-                      if KINDS[lines[g["line"]]["kind"]].takes_rank and mean_quality(g) is not None})
+                      if KINDS[lines[g["line"]]["kind"]].fixed_rank and mean_quality(g) is not None})
     sentences += [_budget_sentence(task, budget, by_line, title, reference) for budget in budgets]
     if by_line.get("dense") and group_points(by_line["dense"]):
         size, value, group = max(group_points(by_line["dense"]), key=lambda point: point[1])
@@ -44,7 +46,9 @@ def summary(task: str, groups: list[dict], lines: dict, displayed: list[str], in
                          f"({describe_config(group)}).")
     if METHOD_LINE in displayed:
         sentences += [_method_sentence(task, by_line[METHOD_LINE], by_line[line], title[METHOD_LINE], title[line])
-                      for line in displayed if line not in (METHOD_LINE, "dense")]
+                      for line in displayed if line not in (METHOD_LINE, "dense") and line not in adaptive]
+        sentences += [_equal_size_sentence(task, by_line[line], by_line[METHOD_LINE], title[line], title[METHOD_LINE])
+                      for line in displayed if line in adaptive]
     sentences += [_precision_sentence(task, title[line], by_line[line]) for line in displayed]
     return [sentence for sentence in sentences if sentence]
 
@@ -85,6 +89,29 @@ def _method_sentence(task: str, method: list[dict], other: list[dict], method_ti
     spread = format_difference(task, pairs[0]) + (f" to {format_difference(task, pairs[-1])}" if len(pairs) > 1 else "")
     return (f"{method_title} is above {other_title} at {sum(gap > 0 for gap in pairs)} of {len(pairs)} "
             f"(width, rank) configurations (difference {spread}).")
+
+
+def _equal_size_sentence(task: str, adaptive: list[dict], method: list[dict], title: str, method_title: str) -> str:
+    """Each configuration of an adaptive-rank line (at the size it stores at the end) against the
+    method's best configuration that stores at most as many parameters (so as many bytes, at any
+    one precision)."""
+    edge = frontier(group_points(method))
+    parts, above, compared = [], 0, 0
+    for size, value, group in sorted(group_points(adaptive), key=lambda point: point[0]):
+        ours = f"{describe_config(group)}: {format_quality(task, value)} at {size:,} parameters"
+        fitting = [point for point in edge if point[0] <= size]
+        if not fitting:
+            parts.append(f"{ours}, smaller than every {method_title} configuration")
+            continue
+        their_size, their_value, their_group = fitting[-1]
+        compared += 1
+        above += value > their_value
+        parts.append(f"{ours} vs {format_quality(task, their_value)} ({describe_config(their_group)}, "
+                     f"{their_size:,}), {format_difference(task, value - their_value)}")
+    if not parts:
+        return ""
+    return (f"{title} against {method_title} at equal stored size (the best {method_title} configuration storing "
+            f"at most as many parameters): above at {above} of {compared}; " + "; ".join(parts) + ".")
 
 
 def _precision_sentence(task: str, title: str, groups: list[dict]) -> str:
@@ -156,6 +183,15 @@ def _status(group: dict) -> str:
     return counts + "".join(f"<br>{error}" for error in group["errors"])
 
 
+def _rank_cell(group: dict, adaptive: bool) -> str:
+    """Fixed-rank: K; dense-equal: (K) of the network it matches; adaptive: the final ranks."""
+    if adaptive:
+        return format_ranks(group["final_ranks"]) if group["final_ranks"] else "adaptive"
+    if group["rank"] is None:
+        return ""
+    return f"({group['rank']})" if group["line"] == EQUAL_LINE else str(group["rank"])
+
+
 def _markdown(sweep_dir: Path, sweep: dict, rows: list[dict], groups: list[dict], displayed: list[str],
               sentences: list[str], learning_rates: dict | None, figures: list[tuple[str, str]]) -> str:
     task, lines = sweep["task"], sweep["lines"]
@@ -177,13 +213,17 @@ def _markdown(sweep_dir: Path, sweep: dict, rows: list[dict], groups: list[dict]
         kilobytes = [f"{group['bytes'][p] / 1000:.1f}" if group["bytes"][p] else "" for p in PRECISIONS]
         steps = f"{group['steps']['mean']:.0f}" if group["steps"] else ""
         seconds = f"{group['train_seconds']['mean']:.0f}" if group["train_seconds"] else ""
-        rank = "" if group["rank"] is None else (f"({group['rank']})" if group["line"] == EQUAL_LINE else group["rank"])
+        rank = _rank_cell(group, KINDS[lines[group["line"]]["kind"]].adaptive)
         out.append(f"| {lines[group['line']]['title']} | {group['width']} | {rank} | {group['parameters']:,} | "
                    f"{group['percent_of_dense']:.2f} | {' | '.join(kilobytes)} | "
                    f"{' | '.join(_cell(task, group['quality'][p]) for p in PRECISIONS)} | {steps} | {seconds} | "
                    f"{group['lr'] if group['lr'] is not None else ''} | {_status(group)} |")
     out += ["", "Dense (equal size): the widest dense network of the same architecture with at most the "
             "parameters of the rank-K network of that width (its rank in brackets).", ""]
+    if any(KINDS[lines[line]["kind"]].adaptive for line in displayed):
+        out += ["Adaptive rank (OIALR): each configuration starts at full rank and ends at the rank its layers "
+                "kept (rank column: the final rank of each adaptive layer, first seed; minimum 1); its parameters "
+                "and bytes are what the trained model stores.", ""]
     out += ["## Plots", ""] + [f"![{title}]({path})\n" for title, path in figures]
     out += ["## Learning rates", ""]
     if learning_rates is None:

@@ -10,10 +10,13 @@ A sweep folder:
                             quantised re-evaluation and the machine) or failed.txt (the error line)
     report.md, results.csv, results.json, plots/     written by neuralfields.reports.report
 
-Lines: one per layer kind and initialisation (`lowrank` and `lowrank-matched` for the low-rank
+Lines: one per `--kinds` entry and initialisation (`lowrank` and `lowrank-matched` for the low-rank
 kind's two inits), `dense` at each width (the ceiling), and `dense-equal`: for every (rank, width)
 the widest dense network of the same architecture whose parameter count does not exceed that of
-the sine network (sine and low-rank store the same number of parameters).
+the sine network (sine and low-rank store the same number of parameters). An entry may carry the
+kind's `@` parameter (`oialr@0.5`: its own line, `oialr@0.5`). Adaptive kinds (OIALR) find their
+own rank: they run once per width and seed from minimum rank 1 (`oialr:1@0.5`), not at every
+`--ranks` value, and the report places them at the size they store at the end of training.
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ FAILED_FILE = "failed.txt"
 RD_FILE = "rd.json"
 EQUAL_LINE = "dense-equal"
 METHOD_LINE = "sine"
-"""The line dense-equal is sized against (else the first kind that takes a rank), and that the
-report's summary compares every other line with: the method this toolkit is about."""
+"""The line dense-equal is sized against (else the first fixed-rank line), and that the report's
+summary compares every other line with: the method this toolkit is about."""
 PROBE_LR_FACTORS = (1 / 3, 1.0, 3.0)
 PROBE_BUDGET_FRACTION = 0.2
 NERF_PROBE_OVERRIDES = {"video_frames": 0, "test_views": 5}
@@ -106,7 +109,9 @@ class SweepSettings:
 @dataclass(frozen=True)
 class Configuration:
     """One run of the sweep. `width` is the network's; `sweep_width` the width of the sweep it
-    belongs to (they differ for dense-equal, whose rank is that of the network it matches)."""
+    belongs to (they differ for dense-equal, whose rank is that of the network it matches).
+    `parameters`: the count when the model is built; for adaptive lines (rank None) that is the
+    full-rank start, and the report uses what the trained run stores instead."""
 
     name: str
     line: str
@@ -178,22 +183,50 @@ def equal_size_width(task: str, base: RunConfig, budget: int, widest: int) -> in
     return low
 
 
+def kind_entry(text: str) -> tuple[str, str, float | None]:
+    """(line name, kind, `@` parameter or None) of one `--kinds` entry: `sine`, or `oialr@0.5` with
+    the kind's `@` parameter (line `oialr@0.5`); one line naming the entry when it is not valid."""
+    name, at, value_text = text.partition("@")
+    if name not in KINDS:
+        raise NeuralFieldsError(f"unknown layer kind {name!r} in --kinds; choose from {', '.join(KINDS)}")
+    if not at:
+        return name, name, None
+    try:
+        value = float(value_text)
+    except ValueError:
+        value = math.nan  # refused as not a finite number; the message quotes the entry
+    problem = KINDS[name].param_problem(value)
+    if problem:
+        raise NeuralFieldsError(f"--kinds entry {text!r}: {problem}")
+    return f"{name}@{value:g}", name, value
+
+
 def line_table(kinds: tuple[str, ...]) -> dict[str, dict]:
-    """The lines a list of kinds gives: each kind once per initialisation, then dense-equal when
-    any kind takes a rank."""
+    """The lines a list of `--kinds` entries gives: each entry once per initialisation, then
+    dense-equal when any kind has a fixed rank. An adaptive line always names its `@` parameter
+    (the kind's default when the entry gives none)."""
     lines = {}
-    for name in kinds:
-        for position, init in enumerate(KINDS[name].inits or (None,)):
-            line = name if position == 0 else f"{name}-{init}"
-            lines[line] = {"kind": name, "init": init, "title": line_title(name, init)}
-    if any(KINDS[name].takes_rank for name in kinds):
-        lines[EQUAL_LINE] = {"kind": "dense", "init": None, "title": "dense (equal size)"}
+    for entry in kinds:
+        base, name, param = kind_entry(entry)
+        kind = KINDS[name]
+        if param is None and kind.adaptive:
+            param = kind.default_param
+        for position, init in enumerate(kind.inits or (None,)):
+            line = base if position == 0 else f"{base}-{init}"
+            lines[line] = {"kind": name, "init": init, "param": param, "title": line_title(name, init, param)}
+    if any(KINDS[about["kind"]].fixed_rank for about in lines.values()):
+        lines[EQUAL_LINE] = {"kind": "dense", "init": None, "param": None, "title": "dense (equal size)"}
     return lines
 
 
-def line_title(kind: str, init: str | None) -> str:
-    titles = {"dense": "dense (full width)", "lowrank": "low-rank", "sine": "sine low-rank"}
-    return titles.get(kind, kind) + (f" ({init} init)" if init else "")
+LINE_TITLES = {"dense": "dense (full width)", "lowrank": "low-rank", "sine": "sine low-rank", "oialr": "OIALR",
+               "oialrsine": "sine OIALR"}
+
+
+def line_title(kind: str, init: str | None, param: float | None = None) -> str:
+    """E.g. `low-rank (matched init)`, `OIALR (beta 0.5)`."""
+    details = ([f"{init} init"] if init else []) + ([f"{KINDS[kind].param} {param:g}"] if param is not None else [])
+    return LINE_TITLES.get(kind, kind) + (f" ({', '.join(details)})" if details else "")
 
 
 def _check_numbers(flag: str, values, kind: type, minimum: float, strict: bool = False) -> None:
@@ -210,16 +243,14 @@ def _check_settings(settings: SweepSettings) -> None:
         raise NeuralFieldsError(f"unknown task {settings.task!r}; expected {' or '.join(TRAINERS)}")
     if not settings.kinds:
         raise NeuralFieldsError("--kinds names no layer kind")
-    for kind in settings.kinds:
-        if kind not in KINDS:
-            raise NeuralFieldsError(f"unknown layer kind {kind!r} in --kinds; choose from {', '.join(KINDS)}")
-    if len(set(settings.kinds)) < len(settings.kinds):
-        raise NeuralFieldsError(f"--kinds names a kind twice: {','.join(settings.kinds)}")
+    entries = [kind_entry(entry) for entry in settings.kinds]
+    if len({line for line, _, _ in entries}) < len(entries):
+        raise NeuralFieldsError(f"--kinds names a line twice: {','.join(settings.kinds)}")
     for flag, values in (("--ranks", settings.ranks), ("--widths", settings.widths), ("--seeds", settings.seeds)):
         _check_numbers(flag, values, int, 0 if flag == "--seeds" else 1)
         if len(set(values)) < len(values):
             raise NeuralFieldsError(f"{flag} names a value twice")
-    if not settings.ranks and any(KINDS[kind].takes_rank for kind in settings.kinds):
+    if not settings.ranks and any(KINDS[kind].fixed_rank for _, kind, _ in entries):
         raise NeuralFieldsError("--ranks names no rank")
     if not settings.seeds:
         raise NeuralFieldsError("--seeds names no seed")
@@ -280,8 +311,8 @@ def plan_sweep(settings: SweepSettings) -> SweepPlan:
             raise NeuralFieldsError(f"configuration {name}: {exc}") from None
         return Configuration(name, line, rank, width, sweep_width, seed, parameter_count(task, config), config)
 
-    factorised = [line for line, about in lines.items() if KINDS[about["kind"]].takes_rank]
-    sized_by = METHOD_LINE if METHOD_LINE in lines else next(iter(factorised), None)
+    fixed_rank = [line for line, about in lines.items() if KINDS[about["kind"]].fixed_rank]
+    sized_by = METHOD_LINE if METHOD_LINE in lines else next(iter(fixed_rank), None)
     configurations = []
     for line, about in lines.items():
         kind = KINDS[about["kind"]]
@@ -293,8 +324,12 @@ def plan_sweep(settings: SweepSettings) -> SweepPlan:
                     matched = equal_size_width(task, base, budget, width)
                     configurations += [configure(line, matched, rank, seed, LayerSpec("dense"), width)
                                        for seed in settings.seeds]
+            elif kind.adaptive:  # it finds its own rank: once per width and seed, from minimum rank 1
+                spec = LayerSpec(kind.name, 1, about["param"])
+                configurations += [configure(line, width, None, seed, spec, width) for seed in settings.seeds]
             elif kind.takes_rank:
-                omega = base.spec.omega if base.spec.kind == kind.name else None
+                omega = about["param"] if about["param"] is not None else (
+                    base.spec.omega if base.spec.kind == kind.name else None)
                 configurations += [configure(line, width, rank, seed, LayerSpec(kind.name, rank, omega, about["init"]),
                                              width) for rank in settings.ranks for seed in settings.seeds]
             else:
