@@ -1,18 +1,26 @@
 """Rate-distortion sweeps: how much quality each parameter and each stored byte buys, for dense,
-low-rank and sine low-rank layers, over ranks and widths; then tables, plots and a report.
+low-rank, sine low-rank and adaptive-rank (OIALR) layers, over ranks and widths; then tables, plots
+and a report.
 
     python scripts/rate_distortion.py nerf --scene lego --kinds lowrank,sine --ranks 1,4 --widths 64,256 --budget-s 300
     python scripts/rate_distortion.py occupancy --mesh ../shared/data/meshes/bunny.obj --ranks 1,2,4,8 --budget-s 120
+    python scripts/rate_distortion.py occupancy --kinds dense,lowrank,sine,oialr@0.5,oialr@0.8 --budget-s 120
     python scripts/rate_distortion.py nerf --scene lego ... --resume        # continue the newest such sweep
     python scripts/rate_distortion.py report outputs/rd/nerf-lego/<timestamp>   # re-draw from the run folders
 
 Each configuration (kind x rank x width x seed; the low-rank kind with both initialisations; an
 equal-size dense network for every rank and width) is an ordinary run folder under
-<sweep>/runs/, trained by the task's trainer. Before the main runs, a short learning-rate probe
-(--lr-probe-s, 0 to skip) picks each line's rate. --shard I/N runs every N-th configuration (give
-every shard the same --out; shard 1 runs the probe); `report` merges whatever run folders exist.
-The sweep folder (default <output_root>/rd/<task>-<scene or mesh>/<timestamp>/) gets sweep.json,
-probe/, runs/, results.csv, results.json, plots/ and report.md.
+<sweep>/runs/, trained by the task's trainer. A --kinds entry may carry the kind's @ parameter
+(oialr@0.5: the line "OIALR (beta 0.5)"). Adaptive-rank kinds (oialr, oialrsine) find their own
+rank: they run once per width and seed from minimum rank 1, not at every --ranks value, are placed
+at the size the trained run stores, and get plots/oialr_ranks (rank per layer over training); their
+warm-up and update interval come from the preset (oialr_warmup_steps, oialr_interval).
+
+Before the main runs, a short learning-rate probe (--lr-probe-s, 0 to skip) picks each line's
+rate. --shard I/N runs every N-th configuration (give every shard the same --out; shard 1 runs the
+probe); `report` merges whatever run folders exist. The sweep folder (default
+<output_root>/rd/<task>-<scene or mesh>/<timestamp>/) gets sweep.json, probe/, runs/, results.csv,
+results.json, plots/ and report.md.
 """
 
 import argparse
@@ -39,8 +47,12 @@ def number_list(flag: str, text: str | None, kind: type) -> tuple:
 
 def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", default="dense,lowrank,sine",
-                        help=f"layer kinds, comma-separated (of {', '.join(KINDS)}; default: all)")
-    parser.add_argument("--ranks", default="1,4", help="ranks K, comma-separated (default 1,4)")
+                        help=f"layer kinds, comma-separated (of {', '.join(KINDS)}), each optionally with its @ "
+                             f"parameter, one line per entry, e.g. dense,lowrank,sine,oialr@0.5,oialr@0.8 "
+                             f"(default dense,lowrank,sine)")
+    parser.add_argument("--ranks", default="1,4",
+                        help="ranks K of the fixed-rank kinds, comma-separated (default 1,4; adaptive kinds start "
+                             "at rank 1 and find their own)")
     parser.add_argument("--widths",
                         help="network widths (NeRF: the trunk's; colour branch half as wide); default: the preset's")
     parser.add_argument("--seeds", default="0", help="seeds (default 0)")
