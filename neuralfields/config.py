@@ -42,6 +42,8 @@ def setting(default: Any, help: str, minimum: float | None = None, choices: tupl
 class RunConfig:
     """What every training run is told. Budgets: a run ends at `steps` steps or after
     `time_budget_s` seconds of training, whichever comes first (either may be None, not both);
+    the seconds are elapsed time, or with budget_clock cpu the CPU time the process used (all its
+    threads), so that runs sharing a busy CPU still get equal compute;
     the learning rate decays exponentially from lr to lr * lr_final_ratio over that span.
     `oialr_*`: the schedule of adaptive-rank layers, applied when the trainer builds the model
     (`training.loop.build_task`); a resumed run keeps the schedule its checkpoint holds."""
@@ -53,6 +55,8 @@ class RunConfig:
     spec: LayerSpec = setting(LayerSpec("sine", 1), "layer spec of the network's linear layers")
     steps: int | None = setting(20000, "training steps (null: no step limit)", minimum=1)
     time_budget_s: float | None = setting(None, "training time limit in seconds (null: none)", minimum=0, above=True)
+    budget_clock: str = setting("wall", "what time_budget_s counts: wall (elapsed seconds) or cpu (CPU seconds of "
+                                "the process: budgets that stay fair on a shared, busy CPU)", choices=("wall", "cpu"))
     lr: float = setting(5e-4, "initial learning rate", minimum=0, above=True)
     lr_final_ratio: float = setting(0.1, "final learning rate / initial learning rate", minimum=0, above=True)
     seed: int = setting(0, "random seed", minimum=0)

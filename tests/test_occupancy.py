@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from neuralfields.layers.counting import parameter_report
 from neuralfields.meshing.shapes import Sphere
 from neuralfields.runs import open_run
 from neuralfields.storage import latest_checkpoint
-from neuralfields.training.occupancy import OccupancyConfig, train_occupancy
+from neuralfields.training.occupancy import OccupancyConfig, OccupancyTask, train_occupancy
 
 
 def occupancy_config(**values) -> OccupancyConfig:
@@ -87,6 +88,25 @@ def test_time_budget_stops_training(sphere_file, tmp_path):
     config = tiny_config(sphere_file, tmp_path / "cache", steps=None, time_budget_s=1.0)
     _, metrics = train_occupancy(config, run_dir=tmp_path / "run", progress=False)
     assert 0 < metrics["steps"] and 1.0 <= metrics["train_seconds"] < 3.0
+
+
+def test_cpu_budget_clock_counts_compute_not_waiting(sphere_file, tmp_path, monkeypatch):
+    """With budget_clock cpu, time the process spends waiting (here: sleeping after every step, as
+    on a CPU shared with other jobs) is not charged to the budget."""
+    pause = 0.02
+    step = OccupancyTask.train_step
+
+    def slow_step(self, *args):
+        result = step(self, *args)
+        time.sleep(pause)
+        return result
+
+    monkeypatch.setattr(OccupancyTask, "train_step", slow_step)
+    config = tiny_config(sphere_file, tmp_path / "cache", steps=None, time_budget_s=0.3, budget_clock="cpu",
+                         threads=1)
+    _, metrics = train_occupancy(config, run_dir=tmp_path / "run", progress=False)
+    assert metrics["budget_clock"] == "cpu" and 0.3 <= metrics["train_seconds"] < 1.0
+    assert metrics["steps"] * pause > 2 * 0.3, metrics["steps"]  # a wall-clock budget ends after 15 steps
 
 
 def test_bad_config_values_are_named():

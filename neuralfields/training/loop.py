@@ -25,6 +25,9 @@ from neuralfields.layers.counting import parameter_report
 from neuralfields.layers.oialr import oialr_schedule
 from neuralfields.progress import progress_bar
 
+BUDGET_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+"""The clocks a time budget can count (RunConfig.budget_clock)."""
+
 
 class Task(Protocol):
     """What the loop needs of a task. `model` is what checkpoints hold; `train_step` runs one
@@ -94,6 +97,11 @@ class TrainingLoop:
         self.show_progress = progress
         self.step = 0
         self.train_seconds = 0.0
+        """Seconds of training on the budget's clock (`clock`)."""
+        self.clock = BUDGET_CLOCKS[self.config.budget_clock]
+        if self.config.budget_clock == "cpu" and next(task.model.parameters()).device.type != "cpu":
+            raise NeuralFieldsError("budget_clock cpu counts CPU seconds, not GPU work: use budget_clock wall "
+                                    "on a GPU")
         if resume:
             self._restore()
 
@@ -144,12 +152,12 @@ class TrainingLoop:
         try:
             while self.progress() < 1.0:
                 lr = self.learning_rate()
-                started = time.perf_counter()
+                started = self.clock()
                 stats = self.task.train_step(self.step, lr)
                 check_finite(float(stats["loss"]), self.step, self.run_dir)
                 for hook in self.step_hooks:  # counted as training
                     hook(self.step + 1, self.task.optimizer)
-                self.train_seconds += time.perf_counter() - started
+                self.train_seconds += self.clock() - started
                 self.step += 1
                 bar.set_postfix(step=self.step, **self.task.summary(), refresh=False)
                 done = self.step if self.config.time_budget_s is None else round(self.train_seconds, 1)
@@ -182,7 +190,8 @@ class TrainingLoop:
             "parameters": report["parameters"], "dense_parameters": report["dense_parameters"],
             "percent_of_dense": report["percent_of_dense"],
             "bytes": {"fp32": report["bytes_fp32"], "fp16": report["bytes_fp16"]},
-            "train_seconds": round(self.train_seconds, 2), "steps": self.step, "device": str(device),
+            "train_seconds": round(self.train_seconds, 2), "budget_clock": self.config.budget_clock,
+            "steps": self.step, "device": str(device),
             **quality,
         }
         storage.write_json(self.run_dir / storage.METRICS_FILE, metrics)
