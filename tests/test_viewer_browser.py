@@ -25,12 +25,15 @@ software-WebGL notice at the top left or the axes at the bottom left)."""
 TIMEOUT_S = 20.0
 
 
-def find_chromium() -> str | None:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The path of a Chromium on PATH; skips the module's tests when there is none."""
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)
         if path is not None:
             return path
-    return None
+    pytest.skip(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH); `make setup` installs "
+                "Debian's chromium")
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +76,7 @@ def wait_for_frame_on_page(page, session) -> tuple[np.ndarray, np.ndarray]:
     return shown["page"], shown["frame"]
 
 
-def test_a_browser_shows_the_render_and_a_drag_renders_a_new_view(trained_run):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH); `make setup` installs "
-                    "Debian's chromium")
+def test_a_browser_shows_the_render_and_a_drag_renders_a_new_view(chromium, trained_run):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
