@@ -17,6 +17,7 @@ from PIL import Image
 
 from neuralfields.config import defaults, overlay
 from neuralfields.data.scenes import load_views
+from neuralfields.device import autocast_dtype
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.meshing.marching import extract_mesh
 from neuralfields.meshing.mesh_io import PADDED_BOUNDS
@@ -30,7 +31,9 @@ from neuralfields.viewer import LiveViewer, open_viewer
 from neuralfields.viewer.cameras import (
     ViewCamera, camtoworld_from_viser, fov_from_focal, image_size, viser_pose_from_camtoworld,
 )
-from neuralfields.viewer.frames import RenderCancelled, compose_panels, panel_widths, render_nerf
+from neuralfields.viewer.frames import (
+    PREVIEW_STEP_FACTOR, RenderCancelled, compose_panels, panel_widths, render_nerf,
+)
 from neuralfields.viewer.models import wait_until
 from neuralfields.viewer.progressive import ProgressiveRenderer
 from neuralfields.viewer.server import free_port, pick_port
@@ -124,6 +127,33 @@ def test_viewer_camera_at_a_test_pose_renders_what_evaluation_renders(nerf_runs,
         viewer.close()
 
 
+def test_previews_march_a_longer_step_in_mixed_precision_and_still_frames_do_not(nerf_runs, tiny_scene,
+                                                                                    monkeypatch):
+    run = open_run(nerf_runs[0])
+    model = run.load_model("cpu")
+    settings = render_settings(run.config, load_views(tiny_scene, "train"))
+    test = load_views(tiny_scene, "test")
+    camera = ViewCamera.from_view(test.camtoworlds[0], test.focal, test.height, test.width)
+    seen = []
+    sampling = model.path.estimator.sampling
+
+    def recording(*args, **kwargs):
+        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        seen.append((kwargs["render_step_size"], autocast))
+        return sampling(*args, **kwargs)
+
+    monkeypatch.setattr(model.path.estimator, "sampling", recording)
+    frames = {}
+    for preview in (False, True):
+        seen.clear()
+        frames[preview] = render_nerf(model.field, model.path, settings, camera, test.height, test.width,
+                                      run.config.eval_chunk, cancelled=lambda: False, preview=preview).rgb
+        step = settings.render_step_size * (PREVIEW_STEP_FACTOR if preview else 1.0)
+        assert set(seen) == {(step, autocast_dtype(torch.device("cpu")) if preview else None)}
+    assert not torch.is_autocast_enabled("cpu")  # left on exit
+    assert 0.0 < np.abs(frames[True] - frames[False]).mean() < 0.05  # coarser, still the same picture
+
+
 def test_frames_have_the_requested_size_small_first_and_tabs_are_independent(nerf_runs, tiny_scene):
     test = load_views(tiny_scene, "test")
     fov = fov_from_focal(test.focal, test.height)
@@ -166,8 +196,8 @@ def test_frames_have_the_requested_size_small_first_and_tabs_are_independent(ner
 def test_stale_cameras_are_dropped_and_a_frame_in_progress_is_abandoned():
     shown, started = [], []
 
-    def render(camera, long_side, cancelled, interactive):  # 60 ms frames that do not look at `cancelled`
-        started.append((camera.fov_y, long_side))
+    def render(camera, long_side, cancelled, interactive, preview):  # 60 ms frames that ignore `cancelled`
+        started.append((camera.fov_y, long_side, preview))
         time.sleep(0.06)
         return camera.fov_y
 
@@ -180,13 +210,13 @@ def test_stale_cameras_are_dropped_and_a_frame_in_progress_is_abandoned():
         assert wait_until(lambda: shown and shown[-1] == (19.1, False), TIMEOUT)
         time.sleep(0.2)
         # the first camera, then only the newest: its preview and its full frame; nothing queued
-        assert started == [(0.1, 16), (19.1, 16), (19.1, 64)], started
+        assert started == [(0.1, 16, True), (19.1, 16, True), (19.1, 64, False)], started
     finally:
         assert renderer.close(5.0)
 
     gate = threading.Event()
 
-    def cancellable(camera, long_side, cancelled, interactive):
+    def cancellable(camera, long_side, cancelled, interactive, preview):
         while not gate.is_set():
             if cancelled():
                 raise RenderCancelled()

@@ -323,15 +323,16 @@ class NerfSession(Session):
         self.mode = mode
         self.renderer.invalidate()
 
-    def render(self, camera: ViewCamera, long_side: int, cancelled=None, interactive: bool = True):
+    def render(self, camera: ViewCamera, long_side: int, cancelled=None, interactive: bool = True,
+               preview: bool = False):
         """The picture for a camera: (uint8 image, depth for compositing or None), or None while
-        no run has weights yet."""
+        no run has weights yet. `preview`: a frame while the camera moves (frames.preview_settings)."""
         height, width = image_size(long_side, camera.aspect)
         mode = self.mode
         slots = self.viewer.slots
         if len(slots) == 1:
             frame = slots[0].run(lambda m: iter_render_nerf(m.field, m.path, m.settings, camera, height, width,
-                                                            m.chunk, cancelled), cancelled, interactive)
+                                                            m.chunk, cancelled, preview), cancelled, interactive)
             if frame is None:
                 return None
             depth = z_depth(frame) if mode == "RGB" and not self.viewer.scene.ndc else None
@@ -340,7 +341,7 @@ class NerfSession(Session):
         for index, (slot, panel_width) in enumerate(zip(slots, panel_widths(width, len(slots)))):
             panel = camera.with_aspect(panel_width / height)
             frame = slot.run(lambda m: iter_render_nerf(m.field, m.path, m.settings, panel, height, panel_width,
-                                                        m.chunk, cancelled), cancelled, interactive)
+                                                        m.chunk, cancelled, preview), cancelled, interactive)
             image = frame_image(frame, mode) if frame is not None else np.full((height, panel_width, 3), 40, np.uint8)
             images.append(image)
             labels.append(f"{chr(ord('A') + index)}: {slot.describe()}" if frame is not None

@@ -1,15 +1,22 @@
 """Rendering one viewer frame: a field seen from a ViewCamera through the same chunked renderer
-evaluation uses, turned into an image for a render mode; and panels composed side by side."""
+evaluation uses, turned into an image for a render mode; and panels composed side by side.
+
+Still frames use the run's evaluation settings (the same pixels as evaluation). Previews, the
+frames shown while the camera moves, trade accuracy for speed: a marching step PREVIEW_STEP_FACTOR
+times longer (half the samples) and mixed precision where the device has it (bfloat16 on CPUs
+with native bf16 matmuls, float16 on CUDA). benchmarks/bench_viewer.py measures both kinds.
+"""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Generator
 
 import numpy as np
 import torch
 
+from neuralfields.device import autocast_dtype
 from neuralfields.rendering.cameras import image_rays
 from neuralfields.rendering.render import RenderSettings, render_image, render_rays_chunked
 from neuralfields.viewer.cameras import ViewCamera
@@ -17,6 +24,8 @@ from neuralfields.viewer.cameras import ViewCamera
 MODES = ("RGB", "depth", "opacity")
 FAR_DEPTH = 100.0
 """Depth given to the browser for empty pixels, so scene objects in front of nothing show."""
+PREVIEW_STEP_FACTOR = 2.0
+"""Previews march this many times the run's step (see the module's docstring)."""
 
 
 class RenderCancelled(Exception):
@@ -38,12 +47,14 @@ class Frame:
 
 
 def render_nerf(field, path, settings: RenderSettings, camera: ViewCamera, height: int, width: int,
-                chunk: int = 4096, cancelled: Callable[[], bool] | None = None) -> Frame:
+                chunk: int = 4096, cancelled: Callable[[], bool] | None = None, preview: bool = False) -> Frame:
     """The field seen by `camera` at height x width. Without `cancelled` this is render_image
     itself; with it, the same rays go through render_rays_chunked one chunk at a time (the same
     chunks render_image uses, so the same numbers) and RenderCancelled is raised between chunks
-    once `cancelled()` says so. Field and sampler are put in eval mode and restored afterwards."""
-    return finish(iter_render_nerf(field, path, settings, camera, height, width, chunk, cancelled))
+    once `cancelled()` says so. `preview`: the faster, coarser settings of frames while the camera
+    moves (see the module's docstring). Field and sampler are put in eval mode and restored
+    afterwards."""
+    return finish(iter_render_nerf(field, path, settings, camera, height, width, chunk, cancelled, preview))
 
 
 def finish(steps: Generator):
@@ -55,24 +66,32 @@ def finish(steps: Generator):
             return done.value
 
 
+def preview_settings(settings: RenderSettings) -> RenderSettings:
+    """The render settings of a preview: the run's, marching PREVIEW_STEP_FACTOR times the step."""
+    return replace(settings, render_step_size=settings.render_step_size * PREVIEW_STEP_FACTOR)
+
+
 def iter_render_nerf(field, path, settings: RenderSettings, camera: ViewCamera, height: int, width: int,
-                     chunk: int = 4096, cancelled: Callable[[], bool] | None = None) -> Generator[None, None, Frame]:
+                     chunk: int = 4096, cancelled: Callable[[], bool] | None = None,
+                     preview: bool = False) -> Generator[None, None, Frame]:
     """render_nerf as a generator that yields after every chunk of rays (the live viewer renders
     a frame a few chunks at a time between training steps) and returns the Frame."""
     focal = camera.focal(height)
     c2w = camera.camtoworld_tensor()
+    device = next(field.parameters()).device
+    if preview:
+        settings = preview_settings(settings)
     if cancelled is None:
-        with torch.no_grad(), _eval_mode(field, path):
+        with _frame_mode(field, path, device, preview):
             out = render_image(field, path, c2w, height, width, focal, settings, chunk=chunk)
         return Frame(out["rgb"].numpy(), out["depth"].numpy(), out["opacity"].numpy(), focal)
-    device = next(field.parameters()).device
     origins, directions = image_rays(c2w.to(device), height, width, focal, ndc=settings.ndc)
     origins, directions = origins.reshape(-1, 3), directions.reshape(-1, 3)
     parts = []
     for start in range(0, origins.shape[0], chunk):
         if cancelled():
             raise RenderCancelled()
-        with torch.no_grad(), _eval_mode(field, path):  # modes restored before every yield
+        with _frame_mode(field, path, device, preview):  # left before every yield
             parts.append(render_rays_chunked(field, path, origins[start:start + chunk],
                                              directions[start:start + chunk], settings, chunk))
         if start + chunk < origins.shape[0]:
@@ -80,6 +99,16 @@ def iter_render_nerf(field, path, settings: RenderSettings, camera: ViewCamera, 
     out = {key: torch.cat([part[key] for part in parts]) for key in ("rgb", "depth", "opacity")}
     return Frame(out["rgb"].reshape(height, width, 3).numpy(), out["depth"].reshape(height, width).numpy(),
                  out["opacity"].reshape(height, width).numpy(), focal)
+
+
+@contextmanager
+def _frame_mode(field, path, device: torch.device, preview: bool):
+    """No autograd, field and sampler in eval mode (restored on exit) and, for a preview, the
+    device's mixed precision."""
+    dtype = autocast_dtype(device) if preview else None
+    with torch.no_grad(), _eval_mode(field, path), torch.autocast(device.type, dtype=dtype,
+                                                                   enabled=dtype is not None):
+        yield
 
 
 @contextmanager

@@ -5,9 +5,10 @@ Cameras arrive far faster than frames render (one mouse drag sends ~20 updates),
 queued: the thread always takes the newest camera. A full-size frame in progress is abandoned
 (between ray chunks) as soon as a newer camera or new settings arrive; a preview is finished
 first (so that a long drag on a slow CPU still shows frames) and then the newest camera is next.
-Nothing here knows about viser; `render(camera, long_side, cancelled, interactive)` and
+Nothing here knows about viser; `render(camera, long_side, cancelled, interactive, preview)` and
 `show(result, info)` are the client's (`interactive`: the frame answers a camera or settings
-change, not only new weights).
+change, not only new weights; `preview`: a small frame while the camera moves, which the client
+may render with faster, coarser settings).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class RenderStats:
 class ProgressiveRenderer:
     """Renders the newest camera of one client in its own thread (see the module's docstring)."""
 
-    def __init__(self, render: Callable[[ViewCamera, int, Callable[[], bool], bool], Any],
+    def __init__(self, render: Callable[[ViewCamera, int, Callable[[], bool], bool, bool], Any],
                  show: Callable[[Any, FrameInfo], None], long_side: int = 256,
                  preview_long_side: int = PREVIEW_LONG_SIDE, settle_s: float = SETTLE_S,
                  on_error: Callable[[BaseException], None] | None = None, name: str = "viewer-render") -> None:
@@ -157,7 +158,8 @@ class ProgressiveRenderer:
             camera, version, generation, long_side, preview, interactive = job
             started = time.perf_counter()
             try:
-                result = self._render(camera, long_side, self._cancelled(version, generation, preview), interactive)
+                result = self._render(camera, long_side, self._cancelled(version, generation, preview), interactive,
+                                      preview)
             except RenderCancelled:
                 self.stats.cancelled += 1
                 continue
