@@ -18,8 +18,11 @@ from neuralfields.layers.oialr import oialr_layers
 from neuralfields.layers.spec import KINDS
 from neuralfields.reports.evaluate import run_scorer
 from neuralfields.reports.quantize import INT8_LEVELS, int8_groups, quantized_parameters
-from neuralfields.reports.sweep import SweepSettings, equal_size_width, parameter_count, plan_sweep
+from neuralfields.reports.sweep import (
+    SweepSettings, choose_learning_rates, equal_size_width, parameter_count, plan_sweep,
+)
 from neuralfields.runs import open_run
+from neuralfields.storage import write_json
 from neuralfields.training import nerf, occupancy
 
 SCRIPT = "rate_distortion.py"
@@ -171,6 +174,20 @@ def test_plan_pairs_every_rank_and_width_with_an_equal_size_dense_network(occupa
     for configuration in equal:
         assert configuration.parameters <= sine[configuration.sweep_width, configuration.rank]
         assert configuration.width < configuration.sweep_width and str(configuration.config.spec) == "dense"
+
+
+def test_a_sweep_continued_with_a_new_line_probes_only_that_line(occupancy_preset, tmp_path):
+    plan = plan_sweep(SweepSettings("occupancy", kinds=("sine",), ranks=(1,), widths=(16,), steps=5,
+                                    preset=str(occupancy_preset), probe_steps=2, probe_lrs=(0.001, 0.01)))
+    earlier = {"sine": {"lr": 0.01, "metric": "val_iou", "scores": {"0.001": 0.1, "0.01": 0.2}, "failed": {}}}
+    (tmp_path / "probe").mkdir()
+    write_json(tmp_path / "probe" / "lr.json", earlier)
+    lrs = choose_learning_rates(plan, tmp_path, progress=False)
+    assert sorted(path.name for path in (tmp_path / "probe").iterdir()) == [
+        "dense-equal-lr0.001", "dense-equal-lr0.01", "lr.json"]
+    chosen = json.loads((tmp_path / "probe" / "lr.json").read_text())
+    assert chosen["sine"] == earlier["sine"] and lrs["sine"] == 0.01
+    assert lrs["dense-equal"] in (0.001, 0.01) and set(chosen["dense-equal"]["scores"]) == {"0.001", "0.01"}
 
 
 def test_plan_runs_an_adaptive_line_once_per_width_and_seed_from_rank_1(occupancy_preset):

@@ -425,10 +425,10 @@ def check_sweep_dir(plan: SweepPlan, sweep_dir: Path | None, shard: tuple[int, i
         raise NeuralFieldsError(f"{sweep_dir} is not a sweep folder ({SWEEP_FILE} is missing) and not empty")
     elif resume:
         raise NeuralFieldsError(f"nothing to resume: {sweep_dir} holds no sweep")
-    probe_done = (sweep_dir / PROBE_DIR / LR_FILE).is_file()
+    probe_done = set(plan.lines) <= set(probed_learning_rates(sweep_dir))
     if plan.probe and not probe_done and index > 1:
         raise NeuralFieldsError(f"shard {index}/{count} runs at the learning rates that shard 1/{count} chooses, and "
-                                f"{sweep_dir / PROBE_DIR / LR_FILE} does not exist yet: start this shard once it "
+                                f"{sweep_dir / PROBE_DIR / LR_FILE} does not hold every line yet: start this shard once it "
                                 f"does, or pass --lr-probe-s 0")
     if not resume:
         folders = [sweep_dir / RUNS_DIR / c.name for c in shard_of(plan, shard)]
@@ -531,15 +531,21 @@ def probe_runs(plan: SweepPlan) -> list[tuple[str, str, RunConfig]]:
     return runs
 
 
+def probed_learning_rates(sweep_dir: Path) -> dict:
+    """probe/lr.json of a sweep folder: line -> {"lr", "scores", ...} ({} before any probe)."""
+    path = sweep_dir / PROBE_DIR / LR_FILE
+    return read_json(path) if path.is_file() else {}
+
+
 def choose_learning_rates(plan: SweepPlan, sweep_dir: Path, progress: bool = True) -> dict[str, float]:
-    """The lr of each line: the probe's best (probe/lr.json, reused once written), or the preset's
-    when no probe runs or all of a line's probe runs failed."""
+    """The lr of each line: the probe's best, or the preset's when no probe runs or all of a line's
+    probe runs failed. probe/lr.json keeps the choices: a line already in it is not probed again
+    (a sweep continued with more lines probes only the new ones)."""
     if plan.probe is None:
         return {line: plan.base.lr for line in plan.lines}
-    path = sweep_dir / PROBE_DIR / LR_FILE
-    if not path.is_file():
-        chosen = {}
-        runs = probe_runs(plan)
+    chosen = probed_learning_rates(sweep_dir)
+    runs = [run for run in probe_runs(plan) if run[0] not in chosen]
+    if runs:
         bar = progress_bar(total=len(runs), desc="lr probe", unit="run", disable=not progress)
         for line, name, config in runs:
             outcome = train_configuration(plan.task, config, sweep_dir / PROBE_DIR / name, progress)
@@ -554,12 +560,12 @@ def choose_learning_rates(plan: SweepPlan, sweep_dir: Path, progress: bool = Tru
                       + (f" (failed: {outcome.message})" if outcome.status == "failed" else ""))
             bar.update()
         bar.close()
-        for entry in chosen.values():
-            scored = {lr: score for lr, score in entry["scores"].items() if score is not None}
+        for line in {line for line, _, _ in runs}:
+            scored = {lr: score for lr, score in chosen[line]["scores"].items() if score is not None}
             if scored:
-                entry["lr"] = float(max(scored, key=scored.get))
-        storage.write_json(path, chosen)
-    lrs = {line: float(entry["lr"]) for line, entry in read_json(path).items()}
+                chosen[line]["lr"] = float(max(scored, key=scored.get))
+        storage.write_json(sweep_dir / PROBE_DIR / LR_FILE, chosen)
+    lrs = {line: float(chosen[line]["lr"]) for line in plan.lines}
     print("learning rates: " + ", ".join(f"{line} {lr:g}" for line, lr in lrs.items()))
     return lrs
 
