@@ -572,9 +572,10 @@ def choose_learning_rates(plan: SweepPlan, sweep_dir: Path, progress: bool = Tru
 
 def run_sweep(plan: SweepPlan, sweep_dir: Path, shard: tuple[int, int] = (1, 1), progress: bool = True) -> None:
     """Train this shard's configurations (finished ones are skipped, interrupted ones resumed) and
-    evaluate each after fp16/int8 storage; a failed run is recorded in its folder and the sweep goes on."""
+    evaluate each after fp16/int8 storage; a failed run is recorded in its folder and the sweep goes on.
+    Every line's lowest ranks run first, so that a sweep stopped early still compares every line."""
     lrs = choose_learning_rates(plan, sweep_dir, progress)
-    todo = shard_of(plan, shard)
+    todo = sorted(shard_of(plan, shard), key=lambda c: (c.rank or 0, c.sweep_width, c.seed))
     bar = progress_bar(total=len(todo), desc="sweep", unit="run", disable=not progress)
     for configuration in todo:
         config = overlay(configuration.config, {"lr": lrs[configuration.line]}, "learning rate")
