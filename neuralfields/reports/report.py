@@ -151,7 +151,8 @@ def write_report(sweep_dir: str | Path, progress: bool = True) -> list[str]:
     write_json(sweep_dir / "results.json", {
         "sweep": {key: sweep[key] for key in ("task", "target", "settings", "commands", "quality_metric",
                                               "reference_dense_parameters", "lines", "probe")},
-        "learning_rates": learning_rates, "inits": inits, "summary": sentences, "groups": groups, "runs": rows,
+        "learning_rates": learning_rates, "inits": inits, "displayed": displayed, "summary": sentences,
+        "groups": groups, "runs": rows,
     })
     figures = plots.draw_all(sweep_dir, task, groups, lines, displayed)
     (sweep_dir / "report.md").write_text(_markdown(sweep_dir, sweep, rows, groups, displayed, sentences,
