@@ -131,16 +131,19 @@ def render_rates(viewer, session, sizes: list[int], frames: int) -> list[dict]:
         height, width = image_size(long_side, cameras[0].aspect)
         for preview in (False, True):
             session.render(cameras[0], long_side, lambda: False, preview=preview)  # warm-up, not timed
-            times = []
+            times, cpu_seconds = [], 0.0
             for camera in cameras[1:]:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 session.render(camera, long_side, lambda: False, preview=preview)
                 times.append(time.perf_counter() - started)
+                cpu_seconds += time.process_time() - cpu_started
             row = {"long_side": long_side, "frame_px": [height, width], "kind": "preview" if preview else "still",
                    "frames": len(times), "seconds": round(sum(times), 3),
-                   "frames_per_s": round(len(times) / sum(times), 3), "median_frame_s": round(statistics.median(times), 4)}
+                   "frames_per_s": round(len(times) / sum(times), 3), "median_frame_s": round(statistics.median(times), 4),
+                   "cpu_seconds": round(cpu_seconds, 3), "frames_per_cpu_s": round(len(times) / cpu_seconds, 3)}
             rows.append(row)
-            print(f"{long_side} px {row['kind']}: {row['frames_per_s']:.2f} frames/s", flush=True)
+            print(f"{long_side} px {row['kind']}: {row['frames_per_s']:.2f} frames/s, "
+                  f"{row['frames_per_cpu_s']:.2f} frames per CPU second", flush=True)
     return rows
 
 
@@ -174,16 +177,20 @@ def markdown(result: dict) -> str:
         f"Machine: {machine['processor']}, {machine['cpu_count']} cores, torch {machine['versions']['torch']}, "
         f"{result['threads']} torch threads, {machine['date_utc']}. Load averages (1/5/15 min): start "
         f"{result['loadavg_start']}, end {result['loadavg_end']}.", "",
-        "| long side | frame (px) | still frames/s | preview frames/s |", "|---|---|---|---|",
+        "| long side | frame (px) | still frames/s | preview frames/s | still frames per CPU s | "
+        "preview frames per CPU s |", "|---|---|---|---|---|---|",
     ]
     for long_side in sorted({row["long_side"] for row in result["frames"]}):
         rate = {row["kind"]: row for row in result["frames"] if row["long_side"] == long_side}
         height, width = rate["still"]["frame_px"]
         lines.append(f"| {long_side} | {width}x{height} | {rate['still']['frames_per_s']:.2f} | "
-                     f"{rate['preview']['frames_per_s']:.2f} |")
+                     f"{rate['preview']['frames_per_s']:.2f} | {rate['still']['frames_per_cpu_s']:.2f} | "
+                     f"{rate['preview']['frames_per_cpu_s']:.2f} |")
     lines += [
         "", "Still frames use the run's evaluation settings; previews (while the camera moves) march twice the "
-        "step in mixed precision. Each timed frame is a new camera on an orbit.", "",
+        "step in mixed precision. Each timed frame is a new camera on an orbit. Frames per CPU second count "
+        "the CPU time the process spent (all its threads): with 1 thread it is the rate one idle core gives, "
+        "whatever else runs on the machine; frames/s is elapsed time and depends on the load.", "",
         f"First image after a tab connects: {first['cold_first_image_s']:.2f} s for the first tab, "
         f"{first['warm_first_image_s']:.2f} s (median) for the next {len(first['tabs']) - 1}; first still frame "
         f"{first['warm_first_still_s']:.2f} s (median).",
