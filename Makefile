@@ -4,9 +4,11 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup test demo gpu-check clean
+.PHONY: setup test-setup test demo gpu-check clean
 
 setup: $(STAMP)
+
+test-setup: setup
 	@# tests/test_viewer_browser.py drives a headless Chromium; install Debian's when missing (needs root / sudo).
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 		echo "installing chromium (for the viewer's browser test)"; \
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e ".[dev,adapters]"
 	@touch $(STAMP)
 
-test: setup
+test: test-setup
 	$(PYTHON) -m pytest -q
 
 demo: setup
