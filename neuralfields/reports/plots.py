@@ -122,9 +122,12 @@ def _first_run(sweep_dir: Path, group: dict):
 
 def gallery_figure(sweep_dir: Path, task: str, groups: list[dict], lines: dict, shown: list[str]) -> Figure:
     """The ground truth, then a row per line with a column per configuration (by size; first seed):
-    NeRF the run's first scored test view, occupancy the surface at THUMBNAIL_GRID^3."""
+    NeRF the run's first scored test view, occupancy the surface at THUMBNAIL_GRID^3. With one
+    configuration per line (e.g. `make demo`), one row: ground truth | each line."""
     rows = {line: sorted((g for g in groups if g["line"] == line and g["runs"]), key=lambda g: g["parameters"])
             for line in shown}
+    if max(len(row) for row in rows.values()) == 1:
+        return _gallery_row(sweep_dir, task, rows, lines)
     columns = 1 + max(len(row) for row in rows.values())
     figure = Figure(figsize=(1.7 * columns, 1.9 * (1 + len(rows))))
     projection = "3d" if task == "occupancy" else None
@@ -142,6 +145,26 @@ def gallery_figure(sweep_dir: Path, task: str, groups: list[dict], lines: dict, 
                 continue
             (_draw_render if task == "nerf" else _draw_mesh)(ax, _first_run(sweep_dir, group), truth)
             ax.set_title(f"{describe_config(group)}\n{format_quality(task, mean_quality(group))}", fontsize=7)
+    return figure
+
+
+def _gallery_row(sweep_dir: Path, task: str, rows: dict[str, list[dict]], lines: dict) -> Figure:
+    """The gallery of a sweep with one configuration per line: one row, the ground truth and then
+    each line, each panel titled with its line, configuration and quality."""
+    shown = [(line, row[0]) for line, row in rows.items() if row]
+    figure = Figure(figsize=(1.9 * (1 + len(shown)), 2.3))
+    projection = "3d" if task == "occupancy" else None
+    truth = _truth(_first_run(sweep_dir, shown[0][1]))
+    ax = figure.add_subplot(1, 1 + len(shown), 1, projection=projection)
+    ax.set_axis_off()
+    _draw_truth(ax, task, truth)
+    ax.set_title("ground truth", fontsize=7)
+    for column, (line, group) in enumerate(shown, start=2):
+        ax = figure.add_subplot(1, 1 + len(shown), column, projection=projection)
+        ax.set_axis_off()
+        (_draw_render if task == "nerf" else _draw_mesh)(ax, _first_run(sweep_dir, group), truth)
+        ax.set_title(f"{lines[line]['title']}\n{describe_config(group)}, {format_quality(task, mean_quality(group))}",
+                     fontsize=7)
     return figure
 
 
