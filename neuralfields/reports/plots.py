@@ -43,8 +43,12 @@ SPECTRUM_RTOL = 1e-3
 """Singular values above SPECTRUM_RTOL * s_max count towards the numerical rank shown."""
 
 
+OTHER_COLORS = ("tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive")
+"""Lines without a colour of their own (e.g. OIALR's), in colours no named line uses."""
+
+
 def color(line: str, index: int) -> str:
-    return COLORS.get(line, f"C{index % 10}")
+    return COLORS.get(line, OTHER_COLORS[index % len(OTHER_COLORS)])
 
 
 def draw_all(sweep_dir: Path, task: str, groups: list[dict], lines: dict,
