@@ -96,8 +96,7 @@ class TrainingLoop:
         self.step_hooks = step_hooks(task.model)
         self.show_progress = progress
         self.step = 0
-        self.train_seconds = 0.0
-        """Seconds of training on the budget's clock (`clock`)."""
+        self.train_seconds = 0.0  # on the budget's clock
         self.clock = BUDGET_CLOCKS[self.config.budget_clock]
         if self.config.budget_clock == "cpu" and next(task.model.parameters()).device.type != "cpu":
             raise NeuralFieldsError("budget_clock cpu counts CPU seconds, not GPU work: use budget_clock wall "
