@@ -1,4 +1,4 @@
-"""The viewer in a real browser: headless Chromium (Debian's, driven by playwright; `make setup`
+"""The viewer in a real browser: headless Chromium (Debian's, driven by playwright; `make test-setup`
 installs both) opens the viewer of a tiny trained run, and the page must show the server's
 render and a new one after a mouse drag on the canvas. Skipped only when no Chromium is found."""
 
@@ -32,7 +32,7 @@ def chromium() -> str:
         path = shutil.which(name)
         if path is not None:
             return path
-    pytest.skip(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH); `make setup` installs "
+    pytest.skip(f"no Chromium found (looked for {', '.join(CHROMIUM_NAMES)} on PATH); `make test-setup` installs "
                 "Debian's chromium")
 
 
