@@ -69,8 +69,9 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the preset's)")
     parser.add_argument("--shard", default="1/1", metavar="I/N", help="run every N-th configuration from the I-th")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the sweep (--out, else the newest with these settings): skip finished "
-                             "runs, resume interrupted ones")
+                        help="continue the sweep (--out, else the newest that ran this command): skip finished "
+                             "runs, resume interrupted ones; into --out, a command with other kinds, ranks, widths "
+                             "or seeds adds its configurations")
     parser.add_argument("--out", type=Path, help="the sweep folder")
 
 

@@ -115,6 +115,33 @@ def test_resume_skips_finished_runs_and_resumes_interrupted_ones(occupancy_prese
     assert [path.name for path in open_run(interrupted).checkpoints()] == ["step_0000010", "step_0000020"]
 
 
+def test_a_sweep_grows_by_more_seeds_and_ranks_without_retraining(occupancy_preset, tmp_path, run_script):
+    sweep_dir = tmp_path / "sweep"
+    assert run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir)).returncode == 0
+    first = sweep_dir / "runs" / "sine-w16-k1-s0"
+    before = {path: path.stat().st_mtime_ns for path in first.rglob("*") if path.is_file()}
+
+    seeds = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir, "--seeds", "0,1", "--resume"))
+    assert seeds.returncode == 0, seeds.stderr
+    assert seeds.stdout.count("run folder:") == 2 and seeds.stdout.count("(finished earlier)") == 2
+    ranks = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir, "--ranks", "2", "--resume"))
+    assert ranks.returncode == 0, ranks.stderr
+    refused = run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir, "--ranks", "2", "--steps", "30"))
+    assert refused.returncode == 2 and "holds a sweep with other settings (steps)" in refused.stderr
+
+    assert {path: path.stat().st_mtime_ns for path in before} == before
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    assert (sweep["settings"]["ranks"], sweep["settings"]["seeds"]) == ([1, 2], [0, 1])
+    assert [c["name"] for c in sweep["configurations"]] == [
+        "sine-w16-k1-s0", "dense-equal-w16-k1-s0", "sine-w16-k1-s1", "dense-equal-w16-k1-s1",
+        "sine-w16-k2-s0", "dense-equal-w16-k2-s0"]
+    assert len(sweep["commands"]) == 3 and list(sweep["lines"]) == ["sine", "dense-equal"]
+    rows = rows_of(sweep_dir)
+    assert len(rows) == 6 and {row["status"] for row in rows.values()} == {"finished"}
+    report = (sweep_dir / "report.md").read_text()
+    assert "6 of 6 runs finished" in report and report.count("(n=2)") >= 2  # rank 1: sine and dense-equal
+
+
 def test_nerf_sweep_probes_learning_rates_and_reevaluates_through_the_task(tiny_scene, tmp_path, run_script):
     preset = tmp_path / "tiny.yaml"
     preset.write_text(yaml.safe_dump(NERF_PRESET))

@@ -17,6 +17,10 @@ the sine network (sine and low-rank store the same number of parameters). An ent
 kind's `@` parameter (`oialr@0.5`: its own line, `oialr@0.5`). Adaptive kinds (OIALR) find their
 own rank: they run once per width and seed from minimum rank 1 (`oialr:1@0.5`), not at every
 `--ranks` value, and the report places them at the size they store at the end of training.
+
+A sweep grows: a command that differs from the folder's only in kinds, ranks, widths or seeds
+adds its configurations to sweep.json (settings: every value any of its commands named), so that
+e.g. `--ranks 1 --seeds 1,2` repeats rank 1 in a sweep that ran every rank once.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ EQUAL_LINE = "dense-equal"
 METHOD_LINE = "sine"
 """The line dense-equal is sized against (else the first fixed-rank line), and that the report's
 summary compares every other line with: the method this toolkit is about."""
+GRID_SETTINGS = ("kinds", "ranks", "widths", "seeds")
+"""The settings a continued sweep may change (it grows by the command's configurations); every other
+measured setting (target, budget, preset, probe) must match, so that all of its runs compare."""
 PROBE_LR_FACTORS = (1 / 3, 1.0, 3.0)
 PROBE_BUDGET_FRACTION = 0.2
 NERF_PROBE_OVERRIDES = {"video_frames": 0, "test_views": 5}
@@ -390,10 +397,16 @@ def default_sweep_root(plan: SweepPlan) -> Path:
 
 
 def find_sweep_to_resume(plan: SweepPlan) -> Path:
-    """The newest sweep folder under the default root with these settings."""
+    """The newest sweep folder under the default root that holds every configuration of this plan,
+    with the same settings (a sweep that grew holds more)."""
     root = default_sweep_root(plan)
+    fixed = {key: value for key, value in plan.settings.measured().items() if key not in GRID_SETTINGS}
+    names = {configuration.name for configuration in plan.configurations}
     for folder in sorted(root.glob(f"*/{SWEEP_FILE}"), reverse=True):
-        if read_sweep(folder.parent).get("settings") == plan.settings.measured():
+        sweep = read_sweep(folder.parent)
+        settings = sweep.get("settings", {})
+        if all(settings.get(key) == value for key, value in fixed.items()) \
+                and names <= {configuration["name"] for configuration in sweep.get("configurations", [])}:
             return folder.parent
     raise NeuralFieldsError(f"no sweep with these settings under {root} to resume; name it with --out SWEEP_DIR")
 
@@ -415,10 +428,10 @@ def check_sweep_dir(plan: SweepPlan, sweep_dir: Path | None, shard: tuple[int, i
             raise NeuralFieldsError("--shard needs --out SWEEP_DIR: every shard writes into the same sweep folder")
         return
     if (sweep_dir / SWEEP_FILE).is_file():
-        saved = read_sweep(sweep_dir)
-        if saved.get("settings") != plan.settings.measured():
-            changed = sorted(key for key, value in plan.settings.measured().items()
-                             if saved.get("settings", {}).get(key) != value)
+        saved = read_sweep(sweep_dir).get("settings", {})
+        changed = sorted(key for key, value in plan.settings.measured().items()
+                         if key not in GRID_SETTINGS and saved.get(key) != value)
+        if changed:
             raise NeuralFieldsError(f"{sweep_dir} holds a sweep with other settings ({', '.join(changed)}); "
                                     f"continue it with its own command (in {SWEEP_FILE}) or choose another --out")
     elif sweep_dir.exists() and (not sweep_dir.is_dir() or any(sweep_dir.iterdir())):
@@ -449,9 +462,28 @@ def open_sweep_dir(plan: SweepPlan, sweep_dir: Path | None, command: str) -> Pat
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NeuralFieldsError(f"sweep folder {sweep_dir} is not writable: {exc.strerror}") from None
-    commands = read_sweep(sweep_dir).get("commands", []) if (sweep_dir / SWEEP_FILE).is_file() else []
-    storage.write_json(sweep_dir / SWEEP_FILE, {**plan.record(), "commands": [*commands, command]})
+    record = plan.record()
+    if (sweep_dir / SWEEP_FILE).is_file():
+        record = grown_record(read_sweep(sweep_dir), record)
+    storage.write_json(sweep_dir / SWEEP_FILE, {**record, "commands": [*record.get("commands", []), command]})
     return sweep_dir
+
+
+def grown_record(saved: dict, planned: dict) -> dict:
+    """The sweep.json of a folder continued by a plan of the same measured settings but perhaps
+    more kinds, ranks, widths or seeds: the saved lines and configurations, then the plan's new
+    ones (dense-equal stays the last line), and in the settings every value either named."""
+    settings = dict(saved["settings"])
+    for key in GRID_SETTINGS:
+        values = list(settings.get(key, []))
+        values += [value for value in planned["settings"][key] if value not in values]
+        settings[key] = values if key == "kinds" else sorted(values)
+    lines = {**saved["lines"], **planned["lines"]}
+    if EQUAL_LINE in lines:
+        lines[EQUAL_LINE] = lines.pop(EQUAL_LINE)
+    known = {configuration["name"] for configuration in saved["configurations"]}
+    configurations = saved["configurations"] + [c for c in planned["configurations"] if c["name"] not in known]
+    return {**saved, "settings": settings, "lines": lines, "configurations": configurations}
 
 
 def command_line(argv: list[str]) -> str:
