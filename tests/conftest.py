@@ -13,7 +13,10 @@ import torch
 from neuralfields.data.demo_scene import (
     CAMERA_ANGLE_X, build_demo_parts, ensure_demo_scene, raycasting_scene, render_view,
 )
+from neuralfields.config import defaults, overlay
 from neuralfields.data.llff import save_llff_scene
+from neuralfields.meshing.shapes import Sphere
+from neuralfields.training.occupancy import OccupancyConfig
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -130,3 +133,27 @@ def circling_capture(tmp_path_factory):
         colmap=save_colmap_model(root / "colmap", poses, images, focal, points=points),
         camtoworlds=camtoworlds, capture_to_demo=np.linalg.inv(demo_to_capture), focal=focal,
     )
+
+
+@pytest.fixture(scope="session")
+def sphere_mesh(tmp_path_factory) -> Path:
+    """A sphere of radius 2 centred at (5, 0, 1): normalisation must undo the offset and scale."""
+    path = tmp_path_factory.mktemp("mesh") / "ball.ply"
+    Sphere(2.0, (5.0, 0.0, 1.0)).mesh(4).export(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_occupancy_config(sphere_mesh, tmp_path_factory):
+    """Makes the occupancy config that learns `sphere_mesh` in 200 CPU steps (sine rank 1, width
+    64), with any values changed; its labelled points are cached once for the session."""
+    cache_dir = tmp_path_factory.mktemp("occupancy-cache")
+
+    def make(**values) -> OccupancyConfig:
+        return overlay(defaults(OccupancyConfig), {
+            "mesh": str(sphere_mesh), "spec": "sine:1", "width": 64, "num_uniform": 20_000, "num_surface": 20_000,
+            "steps": 200, "batch_size": 1024, "lr": 3e-3, "checkpoint_every": 100, "eval_uniform_points": 20_000,
+            "eval_grid_resolution": 32, "eval_surface_samples": 5_000, "device": "cpu", "cache_dir": str(cache_dir),
+            **values}, "test")
+
+    return make

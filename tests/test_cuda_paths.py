@@ -92,19 +92,11 @@ def test_nerf_trains_on_cuda_with_fp16_autocast_nerfacc_and_fused_layers(tiny_sc
     assert metrics["precision"] == "float16 mixed" and metrics["sampling"].startswith("nerfacc")
 
 
-def test_occupancy_trains_on_cuda(tmp_path, capsys):
+def test_occupancy_trains_on_cuda(tiny_occupancy_config, tmp_path, capsys):
     """A short occupancy run on a sphere on the GPU (fused sine layers when Triton imports)."""
-    from neuralfields.meshing.shapes import Sphere
-    from neuralfields.training.occupancy import OccupancyConfig, train_occupancy
+    from neuralfields.training.occupancy import train_occupancy
 
-    mesh = tmp_path / "ball.ply"
-    Sphere(2.0, (5.0, 0.0, 1.0)).mesh(4).export(mesh)
-    config = overlay(defaults(OccupancyConfig), {
-        "mesh": str(mesh), "spec": "sine:1", "width": 64, "num_uniform": 20_000, "num_surface": 20_000,
-        "steps": 200, "batch_size": 1024, "lr": 3e-3, "checkpoint_every": 100, "eval_uniform_points": 20_000,
-        "eval_grid_resolution": 32, "eval_surface_samples": 5_000, "device": "cuda",
-        "cache_dir": str(tmp_path / "cache"),
-    }, "test")
+    config = tiny_occupancy_config(device="cuda")
     _, metrics = train_occupancy(config, run_dir=tmp_path / "run", progress=False)
     assert "device: cuda" in capsys.readouterr().out
     assert metrics["steps"] == 200 and metrics["iou_grid"] > 0.5, metrics["iou_grid"]

@@ -13,7 +13,6 @@ from neuralfields.config import defaults, overlay
 from neuralfields.errors import NeuralFieldsError, NonFiniteLossError
 from neuralfields.fields.occupancy import OccupancyField
 from neuralfields.layers.counting import parameter_report
-from neuralfields.meshing.shapes import Sphere
 from neuralfields.runs import open_run
 from neuralfields.storage import latest_checkpoint
 from neuralfields.training.occupancy import OccupancyConfig, OccupancyTask, train_occupancy
@@ -23,28 +22,10 @@ def occupancy_config(**values) -> OccupancyConfig:
     return overlay(defaults(OccupancyConfig), values, "test")
 
 
-def tiny_config(mesh_path: Path, cache_dir: Path, **train) -> OccupancyConfig:
-    return occupancy_config(**{
-        "mesh": str(mesh_path), "spec": "sine:1", "width": 64, "num_uniform": 20_000, "num_surface": 20_000,
-        "steps": 200, "batch_size": 1024, "lr": 3e-3, "checkpoint_every": 100,
-        "eval_uniform_points": 20_000, "eval_grid_resolution": 32, "eval_surface_samples": 5_000,
-        "device": "cpu", "cache_dir": str(cache_dir), **train,
-    })
-
-
 @pytest.fixture(scope="module")
-def sphere_file(tmp_path_factory) -> Path:
-    """A sphere of radius 2 centred at (5, 0, 1): normalisation must undo the offset and scale."""
-    path = tmp_path_factory.mktemp("mesh") / "ball.ply"
-    Sphere(2.0, (5.0, 0.0, 1.0)).mesh(4).export(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def trained_run(sphere_file, tmp_path_factory) -> tuple[Path, dict]:
+def trained_run(tiny_occupancy_config, tmp_path_factory) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    config = tiny_config(sphere_file, run_dir.parent / "cache")
-    return train_occupancy(config, run_dir=run_dir, progress=False)
+    return train_occupancy(tiny_occupancy_config(), run_dir=run_dir, progress=False)
 
 
 def test_reference_model_at_rank_one_is_two_percent_of_dense():
@@ -70,7 +51,7 @@ def test_extracted_mesh_is_in_original_coordinates(trained_run):
     assert mesh.bounds == pytest.approx(expected, abs=0.15)
 
 
-def test_resume_continues_from_latest_checkpoint(trained_run, sphere_file):
+def test_resume_continues_from_latest_checkpoint(trained_run):
     run_dir, _ = trained_run
     _, metrics = train_occupancy({"steps": 230}, resume=run_dir, progress=False)
     assert metrics["steps"] == 230 and open_run(run_dir).config.steps == 230
@@ -78,19 +59,19 @@ def test_resume_continues_from_latest_checkpoint(trained_run, sphere_file):
     assert metrics["iou_uniform"] >= 0.9
 
 
-def test_nan_loss_stops_with_one_line(sphere_file, tmp_path):
-    config = tiny_config(sphere_file, tmp_path / "cache", lr=1e30, steps=20)
+def test_nan_loss_stops_with_one_line(tiny_occupancy_config, tmp_path):
+    config = tiny_occupancy_config(lr=1e30, steps=20)
     with pytest.raises(NonFiniteLossError, match=r"^loss became (nan|inf) at step \d+; no checkpoint"):
         train_occupancy(config, run_dir=tmp_path / "run", progress=False)
 
 
-def test_time_budget_stops_training(sphere_file, tmp_path):
-    config = tiny_config(sphere_file, tmp_path / "cache", steps=None, time_budget_s=1.0)
+def test_time_budget_stops_training(tiny_occupancy_config, tmp_path):
+    config = tiny_occupancy_config(steps=None, time_budget_s=1.0)
     _, metrics = train_occupancy(config, run_dir=tmp_path / "run", progress=False)
     assert 0 < metrics["steps"] and 1.0 <= metrics["train_seconds"] < 3.0
 
 
-def test_cpu_budget_clock_counts_compute_not_waiting(sphere_file, tmp_path, monkeypatch):
+def test_cpu_budget_clock_counts_compute_not_waiting(tiny_occupancy_config, tmp_path, monkeypatch):
     """With budget_clock cpu, time the process spends waiting (here: sleeping after every step, as
     on a CPU shared with other jobs) is not charged to the budget."""
     pause = 0.02
@@ -102,7 +83,7 @@ def test_cpu_budget_clock_counts_compute_not_waiting(sphere_file, tmp_path, monk
         return result
 
     monkeypatch.setattr(OccupancyTask, "train_step", slow_step)
-    config = tiny_config(sphere_file, tmp_path / "cache", steps=None, time_budget_s=0.3, budget_clock="cpu",
+    config = tiny_occupancy_config(steps=None, time_budget_s=0.3, budget_clock="cpu",
                          threads=1)
     _, metrics = train_occupancy(config, run_dir=tmp_path / "run", progress=False)
     assert metrics["budget_clock"] == "cpu" and 0.3 <= metrics["train_seconds"] < 1.0

@@ -21,12 +21,11 @@ from neuralfields.device import autocast_dtype
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.meshing.marching import extract_mesh
 from neuralfields.meshing.mesh_io import PADDED_BOUNDS
-from neuralfields.meshing.shapes import Sphere
 from neuralfields.rendering.render import render_image
 from neuralfields.runs import open_run
 from neuralfields.training.loop import Callback
 from neuralfields.training.nerf import NerfConfig, render_settings, train_nerf
-from neuralfields.training.occupancy import OccupancyConfig, train_occupancy
+from neuralfields.training.occupancy import train_occupancy
 from neuralfields.viewer import LiveViewer, open_viewer
 from neuralfields.viewer.cameras import (
     ViewCamera, camtoworld_from_viser, fov_from_focal, image_size, viser_pose_from_camtoworld,
@@ -434,14 +433,10 @@ def test_a_tab_closed_mid_render_ends_its_thread(nerf_runs, tiny_scene, monkeypa
         viewer.close()
 
 
-def test_occupancy_run_shows_its_mesh(tmp_path):
-    mesh_path = tmp_path / "ball.ply"
-    Sphere(2.0, (5.0, 0.0, 1.0)).mesh(3).export(mesh_path)
-    config = overlay(defaults(OccupancyConfig), {
-        "mesh": str(mesh_path), "spec": "sine:1", "width": 32, "num_uniform": 5000, "num_surface": 5000,
-        "steps": 60, "batch_size": 512, "lr": 3e-3, "checkpoint_every": 30, "eval_uniform_points": 2000,
-        "eval_grid_resolution": 16, "eval_surface_samples": 1000, "device": "cpu",
-        "cache_dir": str(tmp_path / "cache")}, "test")
+def test_occupancy_run_shows_its_mesh(tiny_occupancy_config, tmp_path):
+    config = tiny_occupancy_config(width=32, num_uniform=5000, num_surface=5000, steps=60, batch_size=512,
+                                   checkpoint_every=30, eval_uniform_points=2000, eval_grid_resolution=16,
+                                   eval_surface_samples=1000)
     run_dir, _ = train_occupancy(config, run_dir=tmp_path / "occ", progress=False)
     viewer = open_viewer([run_dir], port=free_port(), mesh_resolution=32, quiet=True)
     tab = None
