@@ -1,10 +1,11 @@
 """Training steps/s with the live viewer (results: benchmarks/results/viewer/live_*.log): no tab vs a tab whose camera is still vs moving.
 
-One training run on the demo scene (demo preset, 1 torch thread), phases of PHASE_S seconds
+One training run on the demo scene (benchmarks/presets/viewer_live.yaml: the set-up of the committed logs, 1 torch thread), phases of PHASE_S seconds
 alternating: no tab | tab, still camera | no tab | tab, moving camera (an orbit, 10 updates/s) ...
 The LiveViewer callback is attached throughout (with no tab it only checks the client count).
 """
 import math, sys, threading, time, json
+from pathlib import Path
 import numpy as np
 from neuralfields.config import overlay
 from neuralfields.training.loop import Callback
@@ -25,7 +26,8 @@ class Steps(Callback):
 
 steps = Steps()
 live = LiveViewer(port=free_port(), quiet=True)  # CPU defaults: 128 px frames, 32 px previews
-config = overlay(load_preset("demo"), {"threads": 1, "time_budget_s": None, "steps": 100000, "val_every": 10**6,
+PRESET = str(Path(__file__).parent / "presets" / "viewer_live.yaml")
+config = overlay(load_preset(PRESET), {"threads": 1, "time_budget_s": None, "steps": 100000, "val_every": 10**6,
                  "checkpoint_every": 10**6, "video_frames": 0, "test_views": 1, "output_root": "outputs/bench/viewer"}, "measure")
 stop = threading.Event()
 
