@@ -5,8 +5,10 @@
 Kept: the sweep's own files (sweep.json, report.md, results.csv/json, plots/, probe/lr.json and each
 probe run's metrics.json) and, per run, what `rate_distortion.py report` reads to redraw everything:
 config.yaml, metrics.json, rd.json, failed.txt, normalization.json, the latest checkpoint's weights
-(no optimiser state) and, for NeRF, the first scored test view. The published folder is then
-re-reported in place, so its report.md is generated from exactly what is committed.
+(no optimiser state) and, for NeRF, the first scored test view. Only finished and failed runs are
+copied: a run still training or interrupted could not be resumed from the copy, so the published
+report lists it as pending (continue the source sweep, then publish again). The published folder is
+then re-reported in place, so its report.md is generated from exactly what is committed.
 """
 
 import argparse
@@ -19,7 +21,9 @@ from neuralfields import storage
 from neuralfields.cli import run_cli
 from neuralfields.errors import NeuralFieldsError
 from neuralfields.reports.report import write_report
-from neuralfields.reports.sweep import FAILED_FILE, LR_FILE, PROBE_DIR, RD_FILE, RUNS_DIR, SWEEP_FILE, read_sweep
+from neuralfields.reports.sweep import (
+    FAILED_FILE, LR_FILE, PROBE_DIR, RD_FILE, RUNS_DIR, SWEEP_FILE, read_sweep, run_status,
+)
 from neuralfields.training.occupancy import NORMALIZATION_FILE
 
 RUN_FILES = (storage.CONFIG_FILE, storage.METRICS_FILE, RD_FILE, FAILED_FILE, NORMALIZATION_FILE)
@@ -55,7 +59,8 @@ def publish(source: Path, destination: Path) -> list[str]:
     for probe in sorted((source / PROBE_DIR).glob(f"*/{storage.METRICS_FILE}")):
         copy_if_present(probe, destination / probe.relative_to(source))
     for run in sorted((source / RUNS_DIR).iterdir()) if (source / RUNS_DIR).is_dir() else []:
-        publish_run(run, destination / RUNS_DIR / run.name)
+        if run_status(run) in ("finished", "failed"):
+            publish_run(run, destination / RUNS_DIR / run.name)
     return write_report(destination)
 
 

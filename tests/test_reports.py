@@ -5,6 +5,8 @@ equal-size dense baseline, real fp16/int8 quantisation, and one-line errors."""
 import copy
 import csv
 import json
+import runpy
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,6 +142,23 @@ def test_a_sweep_grows_by_more_seeds_and_ranks_without_retraining(occupancy_pres
     assert len(rows) == 6 and {row["status"] for row in rows.values()} == {"finished"}
     report = (sweep_dir / "report.md").read_text()
     assert "6 of 6 runs finished" in report and report.count("(n=2)") >= 2  # rank 1: sine and dense-equal
+
+
+def test_publishing_a_sweep_keeps_finished_runs_without_optimiser_state(occupancy_preset, tmp_path, run_script):
+    sweep_dir, published = tmp_path / "sweep", tmp_path / "published"
+    assert run_script(SCRIPT, *occupancy_sweep_args(occupancy_preset, sweep_dir)).returncode == 0
+    (sweep_dir / "runs" / "dense-equal-w16-k1-s0" / "metrics.json").unlink()  # interrupted: not resumable from a copy
+    publish = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "publish_rd.py"))["publish"]
+    assert publish(sweep_dir, published) == []
+
+    runs = published / "runs"
+    kept = {path.relative_to(runs).as_posix() for path in runs.rglob("*") if path.is_file()}
+    assert {"sine-w16-k1-s0/metrics.json", "sine-w16-k1-s0/rd.json",
+            "sine-w16-k1-s0/checkpoints/step_0000020/model.safetensors"} <= kept
+    assert not any(name.startswith("dense-equal") or name.endswith("state.pt") for name in kept)
+    assert {name: row["status"] for name, row in rows_of(published).items()} == {
+        "sine-w16-k1-s0": "finished", "dense-equal-w16-k1-s0": "pending"}
+    assert "1 of 2 runs finished" in (published / "report.md").read_text()
 
 
 def test_nerf_sweep_probes_learning_rates_and_reevaluates_through_the_task(tiny_scene, tmp_path, run_script):
