@@ -134,21 +134,16 @@ def gallery_figure(sweep_dir: Path, task: str, groups: list[dict], lines: dict, 
         return _gallery_row(sweep_dir, task, rows, lines)
     columns = 1 + max(len(row) for row in rows.values())
     figure = Figure(figsize=(1.7 * columns, 1.9 * (1 + len(rows))))
-    projection = "3d" if task == "occupancy" else None
+    grid = (1 + len(rows), columns)
     truth = _truth(_first_run(sweep_dir, next(iter(rows.values()))[0]))
     titled = [("ground truth", [None])] + [(lines[line]["title"], row) for line, row in rows.items()]
     for row_index, (title, row) in enumerate(titled):
-        label = figure.add_subplot(1 + len(rows), columns, row_index * columns + 1)
+        label = figure.add_subplot(*grid, row_index * columns + 1)
         label.set_axis_off()
         label.text(0.0, 0.5, title, transform=label.transAxes, fontsize=8, va="center")
         for column, group in enumerate(row, start=2):
-            ax = figure.add_subplot(1 + len(rows), columns, row_index * columns + column, projection=projection)
-            ax.set_axis_off()
-            if group is None:
-                _draw_truth(ax, task, truth)
-                continue
-            (_draw_render if task == "nerf" else _draw_mesh)(ax, _first_run(sweep_dir, group), truth)
-            ax.set_title(f"{describe_config(group)}\n{format_quality(task, mean_quality(group))}", fontsize=7)
+            caption = "" if group is None else f"{describe_config(group)}\n{format_quality(task, mean_quality(group))}"
+            _gallery_panel(figure, grid, row_index * columns + column, sweep_dir, task, truth, group, caption)
     return figure
 
 
@@ -157,19 +152,26 @@ def _gallery_row(sweep_dir: Path, task: str, rows: dict[str, list[dict]], lines:
     each line, each panel titled with its line, configuration and quality."""
     shown = [(line, row[0]) for line, row in rows.items() if row]
     figure = Figure(figsize=(1.9 * (1 + len(shown)), 2.3))
-    projection = "3d" if task == "occupancy" else None
+    grid = (1, 1 + len(shown))
     truth = _truth(_first_run(sweep_dir, shown[0][1]))
-    ax = figure.add_subplot(1, 1 + len(shown), 1, projection=projection)
-    ax.set_axis_off()
-    _draw_truth(ax, task, truth)
-    ax.set_title("ground truth", fontsize=7)
+    _gallery_panel(figure, grid, 1, sweep_dir, task, truth, None, "ground truth")
     for column, (line, group) in enumerate(shown, start=2):
-        ax = figure.add_subplot(1, 1 + len(shown), column, projection=projection)
-        ax.set_axis_off()
-        (_draw_render if task == "nerf" else _draw_mesh)(ax, _first_run(sweep_dir, group), truth)
-        ax.set_title(f"{lines[line]['title']}\n{describe_config(group)}, {format_quality(task, mean_quality(group))}",
-                     fontsize=7)
+        caption = f"{lines[line]['title']}\n{describe_config(group)}, {format_quality(task, mean_quality(group))}"
+        _gallery_panel(figure, grid, column, sweep_dir, task, truth, group, caption)
     return figure
+
+
+def _gallery_panel(figure: Figure, grid: tuple[int, int], index: int, sweep_dir: Path, task: str, truth,
+                   group: dict | None, caption: str) -> None:
+    """One gallery panel: the ground truth (group None) or the group's first run, captioned."""
+    ax = figure.add_subplot(*grid, index, projection="3d" if task == "occupancy" else None)
+    ax.set_axis_off()
+    if group is None:
+        _draw_truth(ax, task, truth)
+    else:
+        (_draw_render if task == "nerf" else _draw_mesh)(ax, _first_run(sweep_dir, group), truth)
+    if caption:
+        ax.set_title(caption, fontsize=7)
 
 
 def _truth(run):

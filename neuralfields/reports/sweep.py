@@ -400,12 +400,10 @@ def find_sweep_to_resume(plan: SweepPlan) -> Path:
     """The newest sweep folder under the default root that holds every configuration of this plan,
     with the same settings (a sweep that grew holds more)."""
     root = default_sweep_root(plan)
-    fixed = {key: value for key, value in plan.settings.measured().items() if key not in GRID_SETTINGS}
     names = {configuration.name for configuration in plan.configurations}
     for folder in sorted(root.glob(f"*/{SWEEP_FILE}"), reverse=True):
         sweep = read_sweep(folder.parent)
-        settings = sweep.get("settings", {})
-        if all(settings.get(key) == value for key, value in fixed.items()) \
+        if not changed_settings(sweep, plan) \
                 and names <= {configuration["name"] for configuration in sweep.get("configurations", [])}:
             return folder.parent
     raise NeuralFieldsError(f"no sweep with these settings under {root} to resume; name it with --out SWEEP_DIR")
@@ -415,6 +413,13 @@ def shard_of(plan: SweepPlan, shard: tuple[int, int]) -> tuple[Configuration, ..
     """Every N-th configuration, starting at the I-th (shard = (I, N), 1 <= I <= N)."""
     index, count = shard
     return plan.configurations[index - 1::count]
+
+
+def changed_settings(sweep: dict, plan: SweepPlan) -> list[str]:
+    """The measured settings outside GRID_SETTINGS in which a sweep.json differs from the plan."""
+    saved = sweep.get("settings", {})
+    return sorted(key for key, value in plan.settings.measured().items()
+                  if key not in GRID_SETTINGS and saved.get(key) != value)
 
 
 def check_sweep_dir(plan: SweepPlan, sweep_dir: Path | None, shard: tuple[int, int], resume: bool) -> None:
@@ -428,9 +433,7 @@ def check_sweep_dir(plan: SweepPlan, sweep_dir: Path | None, shard: tuple[int, i
             raise NeuralFieldsError("--shard needs --out SWEEP_DIR: every shard writes into the same sweep folder")
         return
     if (sweep_dir / SWEEP_FILE).is_file():
-        saved = read_sweep(sweep_dir).get("settings", {})
-        changed = sorted(key for key, value in plan.settings.measured().items()
-                         if key not in GRID_SETTINGS and saved.get(key) != value)
+        changed = changed_settings(read_sweep(sweep_dir), plan)
         if changed:
             raise NeuralFieldsError(f"{sweep_dir} holds a sweep with other settings ({', '.join(changed)}); "
                                     f"continue it with its own command (in {SWEEP_FILE}) or choose another --out")
