@@ -20,8 +20,9 @@ from neuralfields.layers.oialr import oialr_layers
 from neuralfields.layers.spec import KINDS
 from neuralfields.reports.evaluate import run_scorer
 from neuralfields.reports.quantize import INT8_LEVELS, int8_groups, quantized_parameters
+from neuralfields.reports.report import write_report
 from neuralfields.reports.sweep import (
-    SweepSettings, choose_learning_rates, equal_size_width, parameter_count, plan_sweep,
+    SweepSettings, equal_size_width, open_sweep_dir, parameter_count, plan_sweep, run_sweep,
 )
 from neuralfields.runs import open_run
 from neuralfields.storage import write_json
@@ -170,14 +171,14 @@ def test_nerf_sweep_probes_learning_rates_and_reevaluates_through_the_task(tiny_
                         "--out", str(out))
     assert result.returncode == 0, result.stderr
     chosen = json.loads((out / "probe" / "lr.json").read_text())
-    assert set(chosen) == {"sine", "dense-equal"}
-    for line, entry in chosen.items():
+    assert set(chosen) == {"sine-w8", "dense-equal-w8"}
+    for group, entry in chosen.items():
         assert entry["metric"] == "val_psnr" and set(entry["scores"]) == {"0.002", "0.02"}
         assert entry["lr"] == float(max(entry["scores"], key=entry["scores"].get))
-        probed = sorted(path.name for path in (out / "probe").glob(f"{line}-lr*"))
-        assert probed == [f"{line}-lr0.002", f"{line}-lr0.02"]
+        probed = sorted(path.name for path in (out / "probe").glob(f"{group}-lr*"))
+        assert probed == [f"{group}-lr0.002", f"{group}-lr0.02"]
     run = open_run(out / "runs" / "sine-w8-k1-s0")
-    assert run.config.lr == chosen["sine"]["lr"] and run.config.width == 8 and run.config.color_width == 4
+    assert run.config.lr == chosen["sine-w8"]["lr"] and run.config.width == 8 and run.config.color_width == 4
     # the re-evaluation path reproduces the trainer's own test score before any quantisation
     _, score = run_scorer(run)
     assert score() == pytest.approx(run.metrics()["test_psnr"], abs=1e-4)
@@ -222,18 +223,32 @@ def test_plan_pairs_every_rank_and_width_with_an_equal_size_dense_network(occupa
         assert configuration.width < configuration.sweep_width and str(configuration.config.spec) == "dense"
 
 
-def test_a_sweep_continued_with_a_new_line_probes_only_that_line(occupancy_preset, tmp_path):
-    plan = plan_sweep(SweepSettings("occupancy", kinds=("sine",), ranks=(1,), widths=(16,), steps=5,
+def test_each_line_is_probed_at_each_width_and_a_continued_sweep_probes_only_new_groups(occupancy_preset, tmp_path):
+    plan = plan_sweep(SweepSettings("occupancy", kinds=("sine",), ranks=(1,), widths=(12, 16), steps=3,
                                     preset=str(occupancy_preset), probe_steps=2, probe_lrs=(0.001, 0.01)))
-    earlier = {"sine": {"lr": 0.01, "metric": "val_iou", "scores": {"0.001": 0.1, "0.01": 0.2}, "failed": {}}}
+    earlier = {group: {"lr": lr, "metric": "val_iou", "scores": {"0.001": 0.1, "0.01": 0.2}, "failed": {},
+                       "line": group.rsplit("-w", 1)[0], "width": int(group.rsplit("-w", 1)[1]),
+                       "configuration": f"{group}-k1-s0"}
+               for group, lr in (("sine-w12", 0.001), ("sine-w16", 0.01), ("dense-equal-w12", 0.01))}
     (tmp_path / "probe").mkdir()
     write_json(tmp_path / "probe" / "lr.json", earlier)
-    lrs = choose_learning_rates(plan, tmp_path, progress=False)
+    open_sweep_dir(plan, tmp_path, "python scripts/rate_distortion.py occupancy ...")
+    run_sweep(plan, tmp_path, progress=False)
     assert sorted(path.name for path in (tmp_path / "probe").iterdir()) == [
-        "dense-equal-lr0.001", "dense-equal-lr0.01", "lr.json"]
+        "dense-equal-w16-lr0.001", "dense-equal-w16-lr0.01", "lr.json"]
     chosen = json.loads((tmp_path / "probe" / "lr.json").read_text())
-    assert chosen["sine"] == earlier["sine"] and lrs["sine"] == 0.01
-    assert lrs["dense-equal"] in (0.001, 0.01) and set(chosen["dense-equal"]["scores"]) == {"0.001", "0.01"}
+    assert {group: chosen[group] for group in earlier} == earlier
+    new = chosen["dense-equal-w16"]
+    assert new["configuration"] == "dense-equal-w16-k1-s0" and set(new["scores"]) == {"0.001", "0.01"}
+    # every run trains at the rate chosen for its line at its width
+    for name, group in (("sine-w12-k1-s0", "sine-w12"), ("sine-w16-k1-s0", "sine-w16"),
+                        ("dense-equal-w12-k1-s0", "dense-equal-w12"), ("dense-equal-w16-k1-s0", "dense-equal-w16")):
+        assert open_run(tmp_path / "runs" / name).config.lr == chosen[group]["lr"]
+    # a sweep folder from before per-width probes: the report names the groups its probe did not cover
+    del chosen["sine-w16"]
+    write_json(tmp_path / "probe" / "lr.json", chosen)
+    write_report(tmp_path, progress=False)
+    assert "Not probed: sine-w16 (" in (tmp_path / "report.md").read_text()
 
 
 def test_plan_runs_an_adaptive_line_once_per_width_and_seed_from_rank_1(occupancy_preset):

@@ -19,7 +19,7 @@ from neuralfields.reports.results import (
     aggregate, choose_inits, collect_rows, describe_config, format_ranks, frontier, group_points, mean_quality,
 )
 from neuralfields.reports.sweep import (
-    EQUAL_LINE, LR_FILE, METHOD_LINE, PROBE_DIR, line_title, read_json, read_sweep,
+    EQUAL_LINE, LR_FILE, METHOD_LINE, PROBE_DIR, line_title, probe_group, read_json, read_sweep,
 )
 from neuralfields.storage import write_json
 
@@ -234,12 +234,17 @@ def _markdown(sweep_dir: Path, sweep: dict, rows: list[dict], groups: list[dict]
         budget = " or ".join(f"{value:g} {unit}" for value, unit in ((probe["time_budget_s"], "s"),
                                                                      (probe["steps"], "steps")) if value)
         metric = next(iter(learning_rates.values()))["metric"]
-        out += [f"Each line's first configuration trained for {budget} at each learning rate; the best "
-                f"{QUALITY_LABELS.get(metric, metric)} chose the rate of all its runs.", "",
+        out += [f"Each line's first configuration at each width trained for {budget} at each learning rate; "
+                f"the best {QUALITY_LABELS.get(metric, metric)} chose the rate of the line's runs at that width.", "",
                 "| line | probed at | chosen | scores |", "|---|---|---|---|"]
-        for line, entry in learning_rates.items():
+        for entry in learning_rates.values():
             scores = ", ".join(f"{lr}: {format_quality(task, score)}" for lr, score in entry["scores"].items())
-            out.append(f"| {lines[line]['title']} | {entry['configuration']} | {entry['lr']:g} | {scores} |")
+            out.append(f"| {lines[entry['line']]['title']} | {entry['configuration']} | {entry['lr']:g} | {scores} |")
+        groups_run = {probe_group(c["line"], c["sweep_width"]) for c in sweep["configurations"]}
+        unprobed = sorted(groups_run - set(learning_rates))
+        if unprobed:
+            out += ["", f"Not probed: {', '.join(unprobed)} (an earlier version of the sweep probed each line at "
+                    "one width only); the table's lr column gives the rate their runs used."]
         out.append("")
     out += ["## Quantisation", "",
             "fp16: every stored tensor rounded to half precision. int8: symmetric, one float32 scale per group "

@@ -5,7 +5,8 @@ one fails.
 A sweep folder:
     sweep.json              settings, lines, every configuration (name, line, rank, width, seed,
                             parameters, config) and the commands that ran it
-    probe/<line>-lr<LR>/    learning-rate probe runs; probe/lr.json: their scores, the lr chosen per line
+    probe/<line>-w<W>-lr<LR>/   learning-rate probe runs; probe/lr.json: their scores, the lr chosen
+                            per line and width
     runs/<name>/            one run folder per configuration, plus what the sweep adds: rd.json (the
                             quantised re-evaluation and the machine) or failed.txt (the error line)
     report.md, results.csv, results.json, plots/     written by neuralfields.reports.report
@@ -21,6 +22,9 @@ own rank: they run once per width and seed from minimum rank 1 (`oialr:1@0.5`), 
 A sweep grows: a command that differs from the folder's only in kinds, ranks, widths or seeds
 adds its configurations to sweep.json (settings: every value any of its commands named), so that
 e.g. `--ranks 1 --seeds 1,2` repeats rank 1 in a sweep that ran every rank once.
+
+Learning rates are probed per line and width (a probe group): the rate that suits a width-64 network
+may collapse the same line at width 256, and a baseline that failed to train is no baseline.
 """
 
 from __future__ import annotations
@@ -441,11 +445,11 @@ def check_sweep_dir(plan: SweepPlan, sweep_dir: Path | None, shard: tuple[int, i
         raise NeuralFieldsError(f"{sweep_dir} is not a sweep folder ({SWEEP_FILE} is missing) and not empty")
     elif resume:
         raise NeuralFieldsError(f"nothing to resume: {sweep_dir} holds no sweep")
-    probe_done = set(plan.lines) <= set(probed_learning_rates(sweep_dir))
+    probe_done = set(probe_groups(plan)) <= set(probed_learning_rates(sweep_dir))
     if plan.probe and not probe_done and index > 1:
         raise NeuralFieldsError(f"shard {index}/{count} runs at the learning rates that shard 1/{count} chooses, and "
-                                f"{sweep_dir / PROBE_DIR / LR_FILE} does not hold every line yet: start this shard once it "
-                                f"does, or pass --lr-probe-s 0")
+                                f"{sweep_dir / PROBE_DIR / LR_FILE} does not hold every line and width yet: start this "
+                                f"shard once it does, or pass --lr-probe-s 0")
     if not resume:
         folders = [sweep_dir / RUNS_DIR / c.name for c in shard_of(plan, shard)]
         if plan.probe and not probe_done:
@@ -553,41 +557,54 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def probe_group(line: str, sweep_width: int) -> str:
+    """The probe group a configuration takes its learning rate from: its line at its sweep width."""
+    return f"{line}-w{sweep_width}"
+
+
+def probe_groups(plan: SweepPlan) -> dict[str, Configuration]:
+    """Each probe group of the plan and the configuration it is probed on: its first (lowest rank
+    named first, first seed)."""
+    groups = {}
+    for configuration in plan.configurations:
+        groups.setdefault(probe_group(configuration.line, configuration.sweep_width), configuration)
+    return groups
+
+
 def probe_runs(plan: SweepPlan) -> list[tuple[str, str, RunConfig]]:
-    """(line, folder name, config) of each probe run: every line's first configuration at each
-    probed lr, on the probe's budget."""
+    """(probe group, folder name, config) of each probe run: every group's first configuration at
+    each probed lr, on the probe's budget."""
     overrides = {**budget_values(plan.probe["time_budget_s"], plan.probe["steps"]),
                  **(NERF_PROBE_OVERRIDES if plan.task == "nerf" else {})}
-    runs = []
-    for line in plan.lines:
-        first = next(c for c in plan.configurations if c.line == line)
-        for lr in plan.probe["lrs"]:
-            runs.append((line, f"{line}-lr{lr:g}", overlay(first.config, {**overrides, "lr": lr}, "lr probe")))
-    return runs
+    return [(group, f"{group}-lr{lr:g}", overlay(first.config, {**overrides, "lr": lr}, "lr probe"))
+            for group, first in probe_groups(plan).items() for lr in plan.probe["lrs"]]
 
 
 def probed_learning_rates(sweep_dir: Path) -> dict:
-    """probe/lr.json of a sweep folder: line -> {"lr", "scores", ...} ({} before any probe)."""
+    """probe/lr.json of a sweep folder: probe group -> {"lr", "scores", "line", "width", ...} ({}
+    before any probe)."""
     path = sweep_dir / PROBE_DIR / LR_FILE
     return read_json(path) if path.is_file() else {}
 
 
 def choose_learning_rates(plan: SweepPlan, sweep_dir: Path, progress: bool = True) -> dict[str, float]:
-    """The lr of each line: the probe's best, or the preset's when no probe runs or all of a line's
-    probe runs failed. probe/lr.json keeps the choices: a line already in it is not probed again
-    (a sweep continued with more lines probes only the new ones)."""
+    """The lr of each probe group (line and width): the probe's best, or the preset's when no probe
+    runs or all of a group's probe runs failed. probe/lr.json keeps the choices: a group already in
+    it is not probed again (a sweep continued with more lines or widths probes only the new ones)."""
+    groups = probe_groups(plan)
     if plan.probe is None:
-        return {line: plan.base.lr for line in plan.lines}
+        return {group: plan.base.lr for group in groups}
     chosen = probed_learning_rates(sweep_dir)
     runs = [run for run in probe_runs(plan) if run[0] not in chosen]
     if runs:
         bar = progress_bar(total=len(runs), desc="lr probe", unit="run", disable=not progress)
-        for line, name, config in runs:
+        for group, name, config in runs:
             outcome = train_configuration(plan.task, config, sweep_dir / PROBE_DIR / name, progress)
             score = probe_score(open_run(sweep_dir / PROBE_DIR / name)) if outcome.metrics else None
-            entry = chosen.setdefault(line, {
+            first = groups[group]
+            entry = chosen.setdefault(group, {
                 "lr": plan.base.lr, "metric": PROBE_METRIC[plan.task], "scores": {}, "failed": {},
-                "configuration": next(c.name for c in plan.configurations if c.line == line)})
+                "line": first.line, "width": first.sweep_width, "configuration": first.name})
             entry["scores"][f"{config.lr:g}"] = score
             if outcome.status == "failed":
                 entry["failed"][f"{config.lr:g}"] = outcome.message
@@ -595,13 +612,13 @@ def choose_learning_rates(plan: SweepPlan, sweep_dir: Path, progress: bool = Tru
                       + (f" (failed: {outcome.message})" if outcome.status == "failed" else ""))
             bar.update()
         bar.close()
-        for line in {line for line, _, _ in runs}:
-            scored = {lr: score for lr, score in chosen[line]["scores"].items() if score is not None}
+        for group in {group for group, _, _ in runs}:
+            scored = {lr: score for lr, score in chosen[group]["scores"].items() if score is not None}
             if scored:
-                chosen[line]["lr"] = float(max(scored, key=scored.get))
+                chosen[group]["lr"] = float(max(scored, key=scored.get))
         storage.write_json(sweep_dir / PROBE_DIR / LR_FILE, chosen)
-    lrs = {line: float(chosen[line]["lr"]) for line in plan.lines}
-    print("learning rates: " + ", ".join(f"{line} {lr:g}" for line, lr in lrs.items()))
+    lrs = {group: float(chosen[group]["lr"]) for group in groups}
+    print("learning rates: " + ", ".join(f"{group} {lr:g}" for group, lr in lrs.items()))
     return lrs
 
 
@@ -613,7 +630,8 @@ def run_sweep(plan: SweepPlan, sweep_dir: Path, shard: tuple[int, int] = (1, 1),
     todo = sorted(shard_of(plan, shard), key=lambda c: (c.rank or 0, c.sweep_width, c.seed))
     bar = progress_bar(total=len(todo), desc="sweep", unit="run", disable=not progress)
     for configuration in todo:
-        config = overlay(configuration.config, {"lr": lrs[configuration.line]}, "learning rate")
+        lr = lrs[probe_group(configuration.line, configuration.sweep_width)]
+        config = overlay(configuration.config, {"lr": lr}, "learning rate")
         outcome = train_configuration(plan.task, config, sweep_dir / RUNS_DIR / configuration.name, progress,
                                       after=write_quantized_results)
         bar.write(f"{configuration.name}: {describe(plan.task, outcome)}")
