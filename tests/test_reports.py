@@ -18,11 +18,12 @@ from neuralfields.errors import NonFiniteLossError
 from neuralfields.layers.linear import LowRankLinear
 from neuralfields.layers.oialr import oialr_layers
 from neuralfields.layers.spec import KINDS
+from neuralfields.reports import sweep as sweep_module
 from neuralfields.reports.evaluate import run_scorer
 from neuralfields.reports.quantize import INT8_LEVELS, int8_groups, quantized_parameters
 from neuralfields.reports.report import write_report
 from neuralfields.reports.sweep import (
-    SweepSettings, equal_size_width, open_sweep_dir, parameter_count, plan_sweep, run_sweep,
+    SweepSettings, choose_learning_rates, equal_size_width, open_sweep_dir, parameter_count, plan_sweep, run_sweep,
 )
 from neuralfields.runs import open_run
 from neuralfields.storage import write_json
@@ -249,6 +250,24 @@ def test_each_line_is_probed_at_each_width_and_a_continued_sweep_probes_only_new
     write_json(tmp_path / "probe" / "lr.json", chosen)
     write_report(tmp_path, progress=False)
     assert "Not probed: sine-w16 (" in (tmp_path / "report.md").read_text()
+
+
+def test_two_processes_probing_one_sweep_keep_each_others_learning_rates(occupancy_preset, tmp_path, monkeypatch):
+    plan = plan_sweep(SweepSettings("occupancy", kinds=("sine",), ranks=(1,), widths=(12,), steps=3,
+                                    preset=str(occupancy_preset), probe_steps=1, probe_lrs=(0.01,)))
+    other = {"sine-w99": {"lr": 0.001, "metric": "val_iou", "scores": {"0.001": 0.5}, "failed": {},
+                          "line": "sine", "width": 99, "configuration": "sine-w99-k1-s0"}}
+    score = sweep_module.probe_score
+
+    def score_while_another_process_writes(run):
+        write_json(tmp_path / "probe" / "lr.json", other)  # e.g. `--widths 99` into the same folder
+        return score(run)
+
+    monkeypatch.setattr(sweep_module, "probe_score", score_while_another_process_writes)
+    lrs = choose_learning_rates(plan, tmp_path, progress=False)
+    chosen = json.loads((tmp_path / "probe" / "lr.json").read_text())
+    assert chosen["sine-w99"] == other["sine-w99"] and set(chosen) == {"sine-w99", "sine-w12", "dense-equal-w12"}
+    assert lrs == {"sine-w12": 0.01, "dense-equal-w12": 0.01}
 
 
 def test_plan_runs_an_adaptive_line_once_per_width_and_seed_from_rank_1(occupancy_preset):

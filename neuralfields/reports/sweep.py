@@ -612,11 +612,14 @@ def choose_learning_rates(plan: SweepPlan, sweep_dir: Path, progress: bool = Tru
                       + (f" (failed: {outcome.message})" if outcome.status == "failed" else ""))
             bar.update()
         bar.close()
-        for group in {group for group, _, _ in runs}:
+        probed = {group for group, _, _ in runs}
+        for group in probed:
             scored = {lr: score for lr, score in chosen[group]["scores"].items() if score is not None}
             if scored:
                 chosen[group]["lr"] = float(max(scored, key=scored.get))
-        storage.write_json(sweep_dir / PROBE_DIR / LR_FILE, chosen)
+        # read again: a process probing other widths of the same sweep may have written meanwhile
+        storage.write_json(sweep_dir / PROBE_DIR / LR_FILE,
+                           {**probed_learning_rates(sweep_dir), **{group: chosen[group] for group in probed}})
     lrs = {group: float(chosen[group]["lr"]) for group in groups}
     print("learning rates: " + ", ".join(f"{group} {lr:g}" for group, lr in lrs.items()))
     return lrs
