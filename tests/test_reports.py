@@ -20,6 +20,7 @@ from neuralfields.layers.oialr import oialr_layers
 from neuralfields.layers.spec import KINDS
 from neuralfields.reports import sweep as sweep_module
 from neuralfields.reports.evaluate import run_scorer
+from neuralfields.reports.plots import compact_number
 from neuralfields.reports.quantize import INT8_LEVELS, int8_groups, quantized_parameters
 from neuralfields.reports.report import write_report
 from neuralfields.reports.sweep import (
@@ -268,6 +269,10 @@ def test_two_processes_probing_one_sweep_keep_each_others_learning_rates(occupan
     chosen = json.loads((tmp_path / "probe" / "lr.json").read_text())
     assert chosen["sine-w99"] == other["sine-w99"] and set(chosen) == {"sine-w99", "sine-w12", "dense-equal-w12"}
     assert lrs == {"sine-w12": 0.01, "dense-equal-w12": 0.01}
+
+
+def test_log_axis_labels_are_short_numbers():
+    assert [compact_number(value) for value in (500, 2000, 50_000, 1_500_000)] == ["500", "2k", "50k", "1.5M"]
 
 
 def test_plan_runs_an_adaptive_line_once_per_width_and_seed_from_rank_1(occupancy_preset):

@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, ScalarFormatter
 from torch import nn
 
 from neuralfields.data.scenes import load_views, resolve_scene_dir
@@ -108,6 +108,10 @@ def quality_figure(task: str, groups: list[dict], lines: dict, shown: list[str],
         for precision, marker in PRECISION_MARKERS.items():
             ax.plot([], [], marker, color="gray", fillstyle="none" if precision != "fp32" else "full", label=precision)
     ax.set_xscale("log")
+    # ticks at 1, 2 and 5 per decade, labelled 2k, 50k, 1M: matplotlib's own minor labels overlap
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: compact_number(value)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("parameters (log scale)" if axis == "parameters" else "stored bytes (log scale)")
     ax.set_ylabel(quality_axis(task))
     title = (f"{QUALITY_LABELS[QUALITY[task]]} vs {axis}: points per configuration, solid: Pareto frontier"
@@ -118,6 +122,15 @@ def quality_figure(task: str, groups: list[dict], lines: dict, shown: list[str],
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return figure
+
+
+
+def compact_number(value: float) -> str:
+    """2000 -> 2k, 1500000 -> 1.5M: short axis labels."""
+    for suffix, size in (("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
 
 
 def _first_run(sweep_dir: Path, group: dict):
