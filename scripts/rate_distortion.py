@@ -17,8 +17,8 @@ at the size the trained run stores, and get plots/oialr_ranks (rank per layer ov
 warm-up and update interval come from the preset (oialr_warmup_steps, oialr_interval).
 
 Before the main runs, a short learning-rate probe (--lr-probe-s, 0 to skip) picks each line's
-rate at each width. --shard I/N runs every N-th configuration (give every shard the same --out; shard 1 runs the
-probe); `report` merges whatever run folders exist. The sweep folder (default
+rate at each width. --shard I/N runs every N-th configuration (give every shard the same --out;
+shard 1 runs the probe); `report` merges whatever run folders exist. The sweep folder (default
 <output_root>/rd/<task>-<scene or mesh>/<timestamp>/) gets sweep.json, probe/, runs/, results.csv,
 results.json, plots/ and report.md.
 """

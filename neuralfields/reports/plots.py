@@ -124,7 +124,6 @@ def quality_figure(task: str, groups: list[dict], lines: dict, shown: list[str],
     return figure
 
 
-
 def compact_number(value: float) -> str:
     """2000 -> 2k, 1500000 -> 1.5M: short axis labels."""
     for suffix, size in (("M", 1e6), ("k", 1e3)):
