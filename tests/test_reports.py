@@ -229,8 +229,7 @@ def test_each_line_is_probed_at_each_width_and_a_continued_sweep_probes_only_new
     plan = plan_sweep(SweepSettings("occupancy", kinds=("sine",), ranks=(1,), widths=(12, 16), steps=3,
                                     preset=str(occupancy_preset), probe_steps=2, probe_lrs=(0.001, 0.01)))
     earlier = {group: {"lr": lr, "metric": "val_iou", "scores": {"0.001": 0.1, "0.01": 0.2}, "failed": {},
-                       "line": group.rsplit("-w", 1)[0], "width": int(group.rsplit("-w", 1)[1]),
-                       "configuration": f"{group}-k1-s0"}
+                       "line": group.rsplit("-w", 1)[0], "configuration": f"{group}-k1-s0"}
                for group, lr in (("sine-w12", 0.001), ("sine-w16", 0.01), ("dense-equal-w12", 0.01))}
     (tmp_path / "probe").mkdir()
     write_json(tmp_path / "probe" / "lr.json", earlier)
@@ -257,7 +256,7 @@ def test_two_processes_probing_one_sweep_keep_each_others_learning_rates(occupan
     plan = plan_sweep(SweepSettings("occupancy", kinds=("sine",), ranks=(1,), widths=(12,), steps=3,
                                     preset=str(occupancy_preset), probe_steps=1, probe_lrs=(0.01,)))
     other = {"sine-w99": {"lr": 0.001, "metric": "val_iou", "scores": {"0.001": 0.5}, "failed": {},
-                          "line": "sine", "width": 99, "configuration": "sine-w99-k1-s0"}}
+                          "line": "sine", "configuration": "sine-w99-k1-s0"}}
     score = sweep_module.probe_score
 
     def score_while_another_process_writes(run):

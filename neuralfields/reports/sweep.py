@@ -133,6 +133,10 @@ class Configuration:
     parameters: int
     config: RunConfig
 
+    @property
+    def probe_group(self) -> str:
+        return probe_group(self.line, self.sweep_width)
+
     def record(self) -> dict:
         return {"name": self.name, "line": self.line, "rank": self.rank, "width": self.width,
                 "sweep_width": self.sweep_width, "seed": self.seed, "parameters": self.parameters,
@@ -567,7 +571,7 @@ def probe_groups(plan: SweepPlan) -> dict[str, Configuration]:
     named first, first seed)."""
     groups = {}
     for configuration in plan.configurations:
-        groups.setdefault(probe_group(configuration.line, configuration.sweep_width), configuration)
+        groups.setdefault(configuration.probe_group, configuration)
     return groups
 
 
@@ -581,8 +585,8 @@ def probe_runs(plan: SweepPlan) -> list[tuple[str, str, RunConfig]]:
 
 
 def probed_learning_rates(sweep_dir: Path) -> dict:
-    """probe/lr.json of a sweep folder: probe group -> {"lr", "scores", "line", "width", ...} ({}
-    before any probe)."""
+    """probe/lr.json of a sweep folder: probe group -> {"lr", "scores", "line", "configuration", ...}
+    ({} before any probe)."""
     path = sweep_dir / PROBE_DIR / LR_FILE
     return read_json(path) if path.is_file() else {}
 
@@ -604,7 +608,7 @@ def choose_learning_rates(plan: SweepPlan, sweep_dir: Path, progress: bool = Tru
             first = groups[group]
             entry = chosen.setdefault(group, {
                 "lr": plan.base.lr, "metric": PROBE_METRIC[plan.task], "scores": {}, "failed": {},
-                "line": first.line, "width": first.sweep_width, "configuration": first.name})
+                "line": first.line, "configuration": first.name})
             entry["scores"][f"{config.lr:g}"] = score
             if outcome.status == "failed":
                 entry["failed"][f"{config.lr:g}"] = outcome.message
@@ -633,8 +637,7 @@ def run_sweep(plan: SweepPlan, sweep_dir: Path, shard: tuple[int, int] = (1, 1),
     todo = sorted(shard_of(plan, shard), key=lambda c: (c.rank or 0, c.sweep_width, c.seed))
     bar = progress_bar(total=len(todo), desc="sweep", unit="run", disable=not progress)
     for configuration in todo:
-        lr = lrs[probe_group(configuration.line, configuration.sweep_width)]
-        config = overlay(configuration.config, {"lr": lr}, "learning rate")
+        config = overlay(configuration.config, {"lr": lrs[configuration.probe_group]}, "learning rate")
         outcome = train_configuration(plan.task, config, sweep_dir / RUNS_DIR / configuration.name, progress,
                                       after=write_quantized_results)
         bar.write(f"{configuration.name}: {describe(plan.task, outcome)}")
